@@ -1,0 +1,102 @@
+"""Task specifications: what a task declares, and what its ``build`` returns.
+
+A task is a versioned, frozen spec (data, partition, models, budgets, metrics,
+targets). ``build(data_dir, seed)`` makes the runtime instance the harness
+drives. Tasks are found like methods: entry points in ``lsbench.tasks``, a
+module ``pkg.mod:NAME`` or a file ``path.py:NAME``.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+from lsbench import api
+
+
+class TaskError(ValueError):
+    """Bad task input (unknown dataset, bad partition, missing data, ...)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str                       # e.g. "train/digits"
+    version: str                    # bump whenever data, models or budgets change
+    track: str                      # train | infer | plan
+    description: str
+    primary_metric: str
+    higher_is_better: bool = True
+    target: Optional[float] = None  # for cost-to-target
+    headline_profile: str = "lte"
+    tier: str = "default"           # "small" marks the CI-sized tier of a task
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    builder: Optional[Callable[..., Any]] = None  # (spec, data_dir, seed) -> instance
+
+    def build(self, data_dir: str, seed: int):
+        if self.builder is None:
+            raise TaskError(f"task {self.name} has no builder")
+        return self.builder(self, data_dir, seed)
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("builder")
+        return d
+
+
+@dataclasses.dataclass
+class TrainInstance:
+    """Runtime data of a training task. Arrays are numpy; per-client arrays are
+    padded to the largest client and stacked: x[C, n_max, ...], n[C]."""
+    ctx: api.TaskContext
+    train_x: Any
+    train_y: Any
+    train_n: Any
+    test_x: Any                 # per-client local test split, padded like train
+    test_y: Any
+    test_n: Any
+    global_test_x: Any
+    global_test_y: Any
+    client_tier: Any            # int32[C], index into tiers
+    tiers: tuple[str, ...]      # tier names, e.g. ("small", "large")
+    rounds: int
+    clients_per_round: int
+    local_epochs: float
+    batch_size: int
+    max_local_steps: int
+    eval_every: int
+    straggler_fraction: float = 0.0
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class InferInstance:
+    """Runtime data of an inference task.
+
+    ``metrics_fn(preds, test, log) -> dict`` turns predictions (concatenated
+    over batches) and the harness's per-example log (bytes, flops, sent, turns)
+    into task metrics.
+    """
+    ctx: api.TaskContext
+    calib: Mapping[str, Any]
+    test: Mapping[str, Any]
+    batch_size: int
+    max_turns: int
+    metrics_fn: Callable[..., Mapping[str, float]]
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class PlanInstance:
+    """Runtime data of a planning task. ``reset(instance_i) -> (env_state, obs,
+    world)``; ``step(env_state, action) -> (env_state, obs, done, info)`` are
+    pure and per-episode (vmapped by the harness). ``cloud_cost(world, uplink)``
+    is the harness-side cost of one exact-solver answer (expanded nodes)."""
+    ctx: api.TaskContext
+    instances: Any
+    num_episodes: int
+    max_steps: int
+    reset: Callable
+    step: Callable
+    metrics_fn: Callable[..., Mapping[str, float]]
+    cloud_kind: str = "learned"     # "solver" (nodes) or "learned" (FLOPs)
+    cloud_cost: Optional[Callable] = None
+    hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
