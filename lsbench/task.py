@@ -81,6 +81,9 @@ class InferInstance:
     batch_size: int
     max_turns: int
     metrics_fn: Callable[..., Mapping[str, float]]
+    # Optional task latency model: (log, net_profile, device_profile) -> float[N]
+    # seconds per example; default: lsbench.metering.profiles.turn_latency.
+    latency_fn: Optional[Callable] = None
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
