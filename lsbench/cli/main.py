@@ -1,0 +1,164 @@
+"""The ``lsbench`` command line (absl flags).
+
+    lsbench run --task=T --method=M --seed=S --workdir=DIR   one run
+    lsbench list [--track=train|infer|plan]                   tasks and methods
+    lsbench check --method=M                                  validate a plugin
+    lsbench suite --preset=demo --workdir=DIR                 a grid of runs
+    lsbench leaderboard --results=DIR --out=DIR               tables, plots, site
+
+User errors print one line to stderr and exit 2; nothing is written.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import flags
+
+USAGE = __doc__
+
+
+def _run_flags():
+    fv = flags.FlagValues()
+    d = dict(flag_values=fv)
+    flags.DEFINE_string("task", None, "Task name (see `lsbench list`), pkg.mod:NAME or file.py:NAME.", **d)
+    flags.DEFINE_string("method", None, "Method: a name, pkg.mod:Class, or path/to/file.py[:Class].", **d)
+    flags.DEFINE_integer("seed", 0, "Root seed; everything derives from it.", **d)
+    flags.DEFINE_string("workdir", None, "Run directory (manifest.json, metrics.jsonl, final.json, ckpt/).", **d)
+    flags.DEFINE_string("hparams", None, "JSON object of hyper-parameter overrides, e.g. '{\"lr\": 0.1}'.", **d)
+    flags.DEFINE_string("sweep_point", None, "Label of the sweep point these hparams trace (recorded).", **d)
+    flags.DEFINE_string("data_dir", None, "Data and model cache (default $LSBENCH_DATA_DIR or ~/.cache/lsbench).", **d)
+    flags.DEFINE_bool("resume", False, "Continue an interrupted run in --workdir from its last checkpoint.", **d)
+    flags.DEFINE_bool("overwrite", False, "Replace the run in --workdir (kept until the new run finishes).", **d)
+    flags.DEFINE_enum("client_backend", "vmap", ["vmap", "loop", "shard"],
+                      "Training clients: vmap (default), loop (debug: one jitted call per step), "
+                      "shard (client axis on a device mesh).", **d)
+    flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "JAX platform (default: JAX's choice).", **d)
+    flags.DEFINE_integer("max_units", None, "Debug cap on rounds/batches/chunks (the run is marked capped).", **d)
+    flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N units (default: 10 per run).", **d)
+    return fv
+
+
+def _parse(fv, argv, cmd):
+    if any(a in ("--help", "-h", "--helpfull") for a in argv):
+        print(f"lsbench {cmd}: flags\n" + fv.get_help())
+        raise SystemExit(0)
+    try:
+        fv([f"lsbench {cmd}"] + argv)
+    except flags.Error as e:
+        _die(f"{e}; see `lsbench {cmd} --help`")
+    return fv
+
+
+def _die(msg: str):
+    print(f"lsbench: error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _set_platform(p):
+    if p:
+        os.environ["JAX_PLATFORMS"] = p
+
+
+def cmd_run(argv):
+    fv = _parse(_run_flags(), argv, "run")
+    for req in ("task", "method", "workdir"):
+        if not fv[req].value:
+            _die(f"--{req} is required; see `lsbench run --help`")
+    try:
+        hp = json.loads(fv.hparams) if fv.hparams else None
+    except json.JSONDecodeError as e:
+        _die(f"--hparams is not valid JSON ({e.msg} at column {e.colno}); pass an object like '{{\"lr\": 0.1}}'")
+    if hp is not None and not isinstance(hp, dict):
+        _die("--hparams must be a JSON object like '{\"lr\": 0.1}'")
+    _set_platform(fv.platform)
+    from lsbench.harness.runner import USER_ERRORS, RunConfig, execute
+    cfg = RunConfig(task=fv.task, method=fv.method, seed=fv.seed, workdir=fv.workdir, hparams=hp,
+                    data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite,
+                    backend=fv.client_backend, sweep_point=fv.sweep_point, max_units=fv.max_units,
+                    checkpoint_every=fv.checkpoint_every, argv=tuple(sys.argv))
+    try:
+        final = execute(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except USER_ERRORS as e:
+        _die(str(e).splitlines()[0])
+    m = final["metrics"].get(final["primary_metric"])
+    c = final["costs"]
+    print(f"{final['status']}: {final['task']} {final['method']} seed={final['seed']} "
+          f"{final['primary_metric']}={m if m is None else round(m, 4)} bytes_up={c['bytes_up']} "
+          f"bytes_down={c['bytes_down']} edge_flops={c['edge_flops']} cloud_flops={c['cloud_flops']}")
+    return 0
+
+
+def cmd_list(argv):
+    fv = flags.FlagValues()
+    flags.DEFINE_enum("track", None, ["train", "infer", "plan"], "Only this track.", flag_values=fv)
+    _parse(fv, argv, "list")
+    from lsbench.registry import list_methods, list_tasks
+    tasks = {n: s for n, s in list_tasks().items() if not fv.track or s.track == fv.track}
+    print("TASKS")
+    for n, s in tasks.items():
+        print(f"  {n:26s} v{s.version:3s} {s.description}")
+    print("METHODS")
+    for key, cls in list_methods().items():
+        man = cls.manifest
+        if fv.track and fv.track not in man.tracks:
+            continue
+        fam, _, short = key.rpartition(".") if key.split(".")[0] in ("train", "infer", "plan", "shapes",
+                                                                        "arith", "pcfg") else ("", "", key)
+        ref = f" [reference: {man.reference}]" if man.reference else ""
+        where = f" ({fam})" if fam else ""
+        print(f"  {short:20s}{where:10s} {'/'.join(man.tracks):6s} {man.description}{ref}")
+    return 0
+
+
+def cmd_check(argv):
+    fv = flags.FlagValues()
+    flags.DEFINE_string("method", None, "Method to validate (name, pkg.mod:Class or file.py[:Class]).", flag_values=fv)
+    flags.DEFINE_string("task", None, "Task to check on (default: the smallest task of its track).", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Data and model cache.", flag_values=fv)
+    flags.DEFINE_integer("units", 2, "Rounds/batches/chunks per check run.", flag_values=fv)
+    _parse(fv, argv, "check")
+    if not fv.method:
+        _die("--method is required; see `lsbench check --help`")
+    from lsbench.harness.check import check_method
+    from lsbench.harness.runner import USER_ERRORS
+    try:
+        return check_method(fv.method, fv.task, fv.data_dir, fv.units)
+    except USER_ERRORS as e:
+        _die(str(e).splitlines()[0])
+
+
+def _delegate(module, argv):
+    import importlib
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        _die(f"{module} is not available ({e})")
+    return mod.main(argv)
+
+
+COMMANDS = {
+    "run": cmd_run, "list": cmd_list, "check": cmd_check,
+    "suite": lambda a: _delegate("lsbench.suite.cli", a),
+    "leaderboard": lambda a: _delegate("lsbench.leaderboard.cli", a),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd = argv[1]
+    if cmd not in COMMANDS:
+        _die(f"unknown command '{cmd}'; use one of {', '.join(COMMANDS)}")
+    return COMMANDS[cmd](argv[2:]) or 0
+
+
+def run_main():
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run_main()

@@ -1,0 +1,244 @@
+"""One run: validate, build the task, drive the track loop, checkpoint, and
+write manifest.json, metrics.jsonl and final.json.
+
+Bad input raises :class:`UsageError` (or TaskError / PluginError) *before*
+anything in the run directory changes, so no earlier result is lost.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from typing import Any, Optional
+
+from lsbench import __version__, api
+from lsbench.registry import PluginError, load_method, load_task
+from lsbench.results import schema
+from lsbench.results.rundir import RunDir
+from lsbench.task import TaskError
+
+
+class UsageError(ValueError):
+    pass
+
+
+USER_ERRORS = (UsageError, TaskError, PluginError)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    task: str
+    method: str
+    seed: int = 0
+    workdir: str = "runs/run"
+    hparams: Optional[dict] = None
+    data_dir: Optional[str] = None
+    resume: bool = False
+    overwrite: bool = False
+    backend: str = "vmap"
+    sweep_point: Optional[str] = None
+    max_units: Optional[int] = None
+    checkpoint_every: Optional[int] = None
+    argv: tuple = ()
+
+
+def merge_hparams(cls, overrides: Optional[dict]) -> dict:
+    hp = dict(cls.default_hparams)
+    allowed = set(hp) | {"codec_up", "codec_down"}
+    for k, v in (overrides or {}).items():
+        if k not in allowed:
+            raise UsageError(f"unknown hyper-parameter '{k}' for method {cls.manifest.name}; "
+                             f"known: {', '.join(sorted(allowed))}")
+        hp[k] = v
+    return hp
+
+
+def _git_revision() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (rev + ("-dirty" if dirty else "")) if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+    out = {"lsbench": __version__, "python": platform.python_version()}
+    for p in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets", "numpy"):
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = None
+    return out
+
+
+def spec_hash(spec) -> str:
+    blob = json.dumps(spec.as_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def make_loop(track, inst, method, seed, meter, backend):
+    if track == "train":
+        from lsbench.harness.train_loop import TrainLoop
+        return TrainLoop(inst, method, seed, meter, backend)
+    if track == "infer":
+        from lsbench.harness.infer_loop import InferLoop
+        return InferLoop(inst, method, seed, meter)
+    from lsbench.harness.plan_loop import PlanLoop
+    return PlanLoop(inst, method, seed, meter)
+
+
+def _prepare_workdir(cfg: RunConfig, rd: RunDir):
+    if cfg.resume and cfg.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pass one")
+    if rd.exists() and not (cfg.resume or cfg.overwrite):
+        raise UsageError(f"workdir {rd.path} already holds a run; pass --resume to continue it "
+                         "or --overwrite to replace it")
+    if cfg.resume and os.path.exists(rd.manifest_path):
+        with open(rd.manifest_path) as f:
+            old = json.load(f)
+        mine = {"task": cfg.task, "method": cfg.method, "seed": cfg.seed}
+        theirs = {k: old.get(k) for k in mine}
+        if theirs != mine:
+            raise UsageError(f"workdir {rd.path} holds a different run {theirs}; "
+                             "pick another --workdir or pass --overwrite")
+
+
+def execute(cfg: RunConfig, log=print) -> dict:
+    """Runs (or resumes) one run and returns its final.json dict."""
+    t_start = time.time()
+    rd = RunDir(cfg.workdir)
+    _prepare_workdir(cfg, rd)
+    spec = load_task(cfg.task)
+    cls = load_method(cfg.method, spec)
+    hp = merge_hparams(cls, cfg.hparams)
+    if cfg.backend not in ("vmap", "loop", "shard"):
+        raise UsageError(f"--client_backend must be vmap, loop or shard, not '{cfg.backend}'")
+    if cfg.resume and os.path.exists(rd.final_path):
+        final = schema.load_final(rd.final_path)
+        if final["status"] == "completed":
+            log(f"{rd.path}: already completed; nothing to do")
+            return final
+    from lsbench.models.cache import default_data_dir
+    from lsbench.metering.flops import FlopMeter
+    from lsbench.harness import preflight
+
+    data_dir = cfg.data_dir or default_data_dir()
+    inst = spec.build(data_dir, cfg.seed)
+    method = cls(inst.ctx, hp)
+    meter = FlopMeter()
+    loop = make_loop(spec.track, inst, method, cfg.seed, meter, cfg.backend)
+    preflight.check(loop, spec, method)
+
+    backup = None
+    if cfg.overwrite and rd.exists():
+        backup = rd.path.rstrip("/") + f".replaced-{os.getpid()}"
+        os.replace(rd.path, backup)
+    os.makedirs(rd.path, exist_ok=True)
+    rd.write_manifest(_manifest(cfg, spec, cls, hp, inst, data_dir))
+
+    from lsbench.harness.checkpoint import Checkpointer
+    ckpt = Checkpointer(rd.ckpt_path)
+    state, start, wall0 = loop.init_state(), 0, 0.0
+    if cfg.resume and ckpt.latest() is not None:
+        start, state = ckpt.restore(state)
+        rd.truncate_metrics(start)
+        rows = rd.read_metrics()
+        wall0 = rows[-1].get("wall_s", 0.0) if rows else 0.0
+        log(f"resumed from {loop.unit} {start}")
+    else:
+        rd.truncate_metrics(-1)
+    n_units = loop.num_units if cfg.max_units is None else min(loop.num_units, cfg.max_units)
+    every = cfg.checkpoint_every or getattr(loop, "checkpoint_every", None) or max(1, n_units // 10)
+    status, t0 = "completed", time.time()
+    for u in range(start, n_units):
+        state, row, ok = loop.run_unit(state, u)
+        if loop.is_eval_unit(u) or u + 1 == n_units:
+            row.update(loop.evaluate(state))
+        row.update({k: int(v) for k, v in state["costs"].items()})
+        row.update(step=u + 1, kind=loop.unit, wall_s=round(wall0 + time.time() - t0, 3))
+        rd.append_metrics(row)
+        if not ok:
+            status = "diverged"
+            log(f"{loop.unit} {u + 1}: NaN/Inf in a loss, message or state; stopping (diverged)")
+            break
+        if (u + 1) % every == 0 or u + 1 == n_units:
+            ckpt.save(u + 1, state)
+        if sys.stderr.isatty() or (u + 1) % max(1, n_units // 10) == 0:
+            log(f"{spec.name} {cls.manifest.name} seed={cfg.seed}: {loop.unit} {u + 1}/{n_units} "
+                f"({time.time() - t0:.1f}s)")
+    ckpt.close()
+    rows = rd.read_metrics()
+    final = _final(cfg, spec, cls, hp, loop, state, rows, status, wall0 + time.time() - t0)
+    rd.write_final(final)
+    if backup:
+        shutil.rmtree(backup, ignore_errors=True)
+    log(f"wrote {rd.final_path} ({status}, {time.time() - t_start:.1f}s)")
+    return final
+
+
+def _manifest(cfg, spec, cls, hp, inst, data_dir) -> dict:
+    import jax
+    return {
+        "lsbench_version": __version__, "api_version": api.API_VERSION,
+        "benchmark_version": schema.BENCHMARK_VERSION, "versions": _versions(),
+        "git_revision": _git_revision(), "devices": [str(d) for d in jax.devices()],
+        "platform": jax.default_backend(), "argv": list(cfg.argv),
+        "flags": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "argv"},
+        "task": cfg.task, "task_name": spec.name, "task_version": spec.version,
+        "method": cfg.method, "method_manifest": dataclasses.asdict(cls.manifest),
+        "hparams": hp, "seed": cfg.seed, "data_dir": os.path.abspath(os.path.expanduser(data_dir)),
+        "hashes": {"task_spec": spec_hash(spec), **dict(inst.hashes)},
+    }
+
+
+def _cost_to_target(spec, rows) -> dict:
+    out = {"target": spec.target, "reached": False, "bytes": None, "edge_flops": None,
+           "cloud_flops": None, "step": None}
+    if spec.target is None:
+        return out
+    for r in rows:
+        v = r.get(spec.primary_metric)
+        if v is None:
+            continue
+        hit = v >= spec.target if spec.higher_is_better else v <= spec.target
+        if hit:
+            out.update(reached=True, bytes=int(r["bytes_up"] + r["bytes_down"]),
+                       edge_flops=int(r["edge_flops"]), cloud_flops=int(r["cloud_flops"]), step=r["step"])
+            break
+    return out
+
+
+def _final(cfg, spec, cls, hp, loop, state, rows, status, wall) -> dict:
+    summary = loop.finish(state, rows)
+    metrics = summary["metrics"]
+    pm = metrics.get(spec.primary_metric)
+    if status == "completed" and (pm is None or not math.isfinite(pm)):
+        status = "failed"
+    final: dict[str, Any] = {
+        "schema": schema.SCHEMA, "benchmark_version": schema.BENCHMARK_VERSION,
+        "lsbench_version": __version__, "status": status, "task": spec.name,
+        "task_version": spec.version, "track": spec.track, "method": cls.manifest.name,
+        "method_version": cls.manifest.version, "reference": cls.manifest.reference,
+        "seed": cfg.seed, "hparams": hp, "sweep_point": cfg.sweep_point,
+        "primary_metric": spec.primary_metric, "higher_is_better": spec.higher_is_better,
+        "target": spec.target, "metrics": metrics, "costs": summary["costs"],
+        "derived": summary.get("derived", {}), "headline_profile": spec.headline_profile,
+        "unit": summary.get("unit", loop.unit), "units": int(summary.get("units", len(rows))),
+        "cost_to_target": _cost_to_target(spec, rows), "wall_s": round(wall, 3),
+    }
+    for k in ("cloud_kind",):
+        if k in summary:
+            final[k] = summary[k]
+    return final

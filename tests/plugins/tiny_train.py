@@ -1,0 +1,55 @@
+"""A tiny training task for harness tests: 6 clients, linear softmax data.
+
+Loaded by file path (`--task=tests/plugins/tiny_train.py:TASK`), exactly as an
+outside researcher would load their own task.
+"""
+import numpy as np
+
+from lsbench import api
+from lsbench.task import TaskSpec, TrainInstance
+
+
+def _linear(d, k):
+    def init(rng):
+        import jax
+        return {"w": 0.01 * jax.random.normal(rng, (d, k)), "b": np.zeros((k,), np.float32)}
+
+    def apply(p, x):
+        return x @ p["w"] + p["b"]
+    return api.ModelDef("linear", init, apply, info={"d": d, "k": k})
+
+
+def build(spec, data_dir, seed):
+    cfg = spec.config
+    C, d, k, nmax = cfg["clients"], cfg["dim"], cfg["classes"], cfg["max_n"]
+    rng = np.random.default_rng(1234)  # the data is fixed; the seed drives training
+    w = rng.normal(size=(d, k))
+    n = rng.integers(nmax // 2, nmax + 1, size=C)
+    n[0] = nmax
+    x = rng.normal(size=(C, nmax, d)).astype(np.float32)
+    y = np.argmax(x @ w + 0.5 * rng.normal(size=(C, nmax, k)), -1).astype(np.int32)
+    gx = rng.normal(size=(200, d)).astype(np.float32)
+    gy = np.argmax(gx @ w, -1).astype(np.int32)
+    nt = np.full(C, 8)
+    tiers = tuple(cfg.get("tiers", ("full",)))
+    models = {"edge": _linear(d, k), "cloud": _linear(d, k)}
+    models.update({f"edge/{t}": _linear(d, k) for t in tiers})
+    ctx = api.TaskContext(task=spec.name, version=spec.version, track="train", num_classes=k,
+                          input_shape=(d,), models=models,
+                          public=gx[:50], extras={"tiers": tiers, "tier_width": {t: 1.0 for t in tiers}},
+                          budgets=dict(cfg))
+    return TrainInstance(
+        ctx=ctx, train_x=x, train_y=y, train_n=n, test_x=x[:, :8], test_y=y[:, :8], test_n=nt,
+        global_test_x=gx, global_test_y=gy,
+        client_tier=(np.arange(C) % len(tiers)).astype(np.int32), tiers=tiers,
+        rounds=cfg["rounds"], clients_per_round=cfg["clients_per_round"], local_epochs=cfg["epochs"],
+        batch_size=cfg["batch"], max_local_steps=cfg["max_steps"], eval_every=cfg["eval_every"],
+        straggler_fraction=cfg.get("stragglers", 0.0), hashes={"data": "tiny-v1"})
+
+
+TASK = TaskSpec(name="test/tiny-train", version="1", track="train",
+                description="tiny linear task for harness tests", primary_metric="edge_accuracy",
+                target=0.5, tier="small",
+                config=dict(clients=6, dim=5, classes=3, max_n=40, rounds=6, clients_per_round=4,
+                            epochs=1.0, batch=8, max_steps=10, eval_every=2),
+                builder=build)
