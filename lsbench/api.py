@@ -180,12 +180,21 @@ class InferMethod(Method):
     def cloud_start(self, cloud_state, batch_size: int) -> PyTree:
         return ()
 
+    def downlink_like(self, batch_size: int) -> PyTree:
+        """Shapes of the downlink (ShapeDtypeStructs), needed only when
+        ``edge_turn`` reads ``inbox.msg``: the first turn's inbox is zeros of it."""
+        return {}
+
     def edge_turn(self, edge_state, carry, inbox: Inbox, rng):
-        """Returns (carry, uplink, send_mask bool[B], done_mask bool[B])."""
+        """Returns (carry, uplink, send_mask bool[B], done_mask bool[B]).
+        Uplink leaves lead with the batch (or wrap them in Rows); rows are
+        carried where send_mask (and the Rows mask) is set."""
         raise NotImplementedError
 
     def cloud_turn(self, cloud_state, carry, uplink, rng):
-        """Returns (carry, downlink); downlink rows are billed where sent."""
+        """Gets the delivered uplink in the form the edge sent it (a ``Rows``
+        whose mask is the rows sent, or the plain pytree); unsent rows are
+        zeros. Returns (carry, downlink); downlink rows reach the rows sent."""
         raise NotImplementedError
 
     def finalize(self, edge_state, carry) -> Mapping[str, Array]:

@@ -54,8 +54,11 @@ class Channel:
             per_row += _nbytes(jax.eval_shape(jax.vmap(self.codec.encode), x), skip_lead=True)
             keep = mask.reshape((n,) + (1,) * (x.ndim - 1))
             out.append(jnp.where(keep, dec, jnp.zeros_like(dec)))
-        count = jnp.sum(mask.astype(jnp.int32))
-        return Rows(jax.tree_util.tree_unflatten(tdef, out), mask), per_row * count
+        return Rows(jax.tree_util.tree_unflatten(tdef, out), mask), per_row * mask.astype(jnp.int32)
+
+    def transmit_rows(self, rows: Rows, send=True):
+        """Per-example transport: returns (delivered Rows, int32[n] bytes per row)."""
+        return self._rows(rows, jnp.asarray(send, bool))
 
     def transmit(self, msg, send=True):
         """Returns (delivered message, int32 bytes). ``send`` gates the whole message."""
@@ -65,7 +68,7 @@ class Channel:
         for leaf in leaves:
             if _is_rows(leaf):
                 d, b = self._rows(leaf, send)
-                rows_bytes = rows_bytes + b
+                rows_bytes = rows_bytes + b.sum()
             else:
                 d, b = self._leaf(leaf)
                 d = jnp.where(send, d, jnp.zeros_like(d))
