@@ -1,0 +1,34 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PY ?= python3
+PIP ?= $(PY) -m pip
+DEMO_DIR ?= runs/demo
+
+.PHONY: install install-test demo test test-slow bench leaderboard-publish
+
+install:
+	$(PIP) install -q -e .
+
+install-test:
+	$(PIP) install -q -e ".[test]"
+
+# Main job: the demo suite (one small task per track, >= 3 methods each), then the leaderboard.
+demo: install
+	lsbench suite --preset=demo --workdir=$(DEMO_DIR)
+	lsbench leaderboard --results=$(DEMO_DIR)/runs --out=$(DEMO_DIR)/leaderboard
+	@echo "open $(DEMO_DIR)/leaderboard/index.html"
+
+# Default tests (slow reproductions and benchmarks are deselected).
+test: install-test
+	$(PY) -m pytest -q -n 2 tests
+
+# On demand: published-number reproductions and benchmarks.
+test-slow: install-test
+	$(PY) -m pytest -q -m slow tests
+
+bench: install
+	$(PY) tests/bench_client_backends.py
+
+# Regenerate the published board in leaderboard/ from the quick suite.
+leaderboard-publish: install
+	lsbench suite --preset=quick --workdir=runs/quick
+	lsbench leaderboard --results=runs/quick/runs --out=leaderboard
