@@ -53,3 +53,9 @@ TASK = TaskSpec(name="test/tiny-train", version="1", track="train",
                 config=dict(clients=6, dim=5, classes=3, max_n=40, rounds=6, clients_per_round=4,
                             epochs=1.0, batch=8, max_steps=10, eval_every=2),
                 builder=build)
+
+# A long variant for kill-and-resume tests.
+LONG = TaskSpec(name="test/tiny-train-long", version="1", track="train",
+                description="tiny linear task, many rounds", primary_metric="edge_accuracy",
+                target=0.5, tier="small",
+                config=dict(TASK.config, rounds=1500, eval_every=50), builder=build)
