@@ -1,0 +1,104 @@
+"""Shared supervised-training helpers for training-track baselines.
+
+Pure functions over plain parameter pytrees; the baselines (and the
+large-small methods) import these names, so keep them stable:
+
+``xent``            masked mean cross-entropy over a batch
+``soft_xent``       masked distillation loss against teacher logits (temperature T)
+``supervised_loss`` (apply) -> loss_fn(params, batch) for ``{'x','y','mask'}`` batches
+``make_optimizer``  optax transform from hyper-parameters (lr, momentum, weight_decay)
+``opt_step``        one optax step of any loss_fn; returns (params, opt_state, loss)
+``sgd_step``        ``opt_step`` with the optimizer built from hyper-parameters
+``prox_term``       (mu / 2) * ||params - anchor||^2, FedProx's proximal term
+``concat_tiers``    stacks per-tier uplinks (same structure) into one client axis
+``weighted_average`` example-weighted mean of stacked uplinks over clients
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import optax
+
+tmap = jax.tree_util.tree_map
+
+
+def xent(logits, y, mask=None):
+    """Mean cross-entropy over the rows where ``mask`` is set (all rows if None)."""
+    lp = jax.nn.log_softmax(logits.astype(jnp.float32))
+    nll = -jnp.take_along_axis(lp, y.astype(jnp.int32)[:, None], -1)[:, 0]
+    if mask is None:
+        return nll.mean()
+    m = mask.astype(jnp.float32)
+    return jnp.sum(nll * m) / jnp.maximum(m.sum(), 1.0)
+
+
+def soft_xent(logits, teacher_logits, mask=None, T: float = 1.0):
+    """Cross-entropy to the teacher's softened distribution, times T^2 (Hinton et al.)."""
+    p = jax.nn.softmax(teacher_logits.astype(jnp.float32) / T)
+    lq = jax.nn.log_softmax(logits.astype(jnp.float32) / T)
+    ce = -jnp.sum(p * lq, -1) * (T * T)
+    if mask is None:
+        return ce.mean()
+    m = mask.astype(jnp.float32)
+    return jnp.sum(ce * m) / jnp.maximum(m.sum(), 1.0)
+
+
+def supervised_loss(apply: Callable) -> Callable:
+    """loss_fn(params, batch) = masked cross-entropy of ``apply(params, batch['x'])``."""
+    def loss_fn(params, batch):
+        return xent(apply(params, batch["x"]), batch["y"], batch["mask"])
+    return loss_fn
+
+
+def make_optimizer(hp: Mapping[str, Any]) -> optax.GradientTransformation:
+    """SGD with optional momentum and decoupled weight decay, from ``hp``
+    (``lr``, ``momentum`` default 0, ``weight_decay`` default 0), or Adam if
+    ``hp['optimizer'] == 'adam'``."""
+    lr = float(hp["lr"])
+    if hp.get("optimizer", "sgd") == "adam":
+        tx = optax.adam(lr)
+    else:
+        mom = float(hp.get("momentum", 0.0))
+        tx = optax.sgd(lr, momentum=mom if mom > 0 else None)
+    wd = float(hp.get("weight_decay", 0.0))
+    return optax.chain(optax.add_decayed_weights(wd), tx) if wd > 0 else tx
+
+
+def opt_step(tx, params, opt_state, batch, loss_fn):
+    """One optimizer step of ``loss_fn(params, batch)``; returns (params, opt_state, loss)."""
+    loss, g = jax.value_and_grad(loss_fn)(params, batch)
+    updates, opt_state = tx.update(g, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+
+def sgd_step(hp, params, opt_state, batch, loss_fn):
+    """``opt_step`` with the optimizer built from ``hp`` (see ``make_optimizer``)."""
+    return opt_step(make_optimizer(hp), params, opt_state, batch, loss_fn)
+
+
+def prox_term(params, anchor, mu):
+    """(mu / 2) * ||params - anchor||^2 (FedProx)."""
+    sq = sum(jnp.sum(jnp.square(p - a)) for p, a in
+             zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(anchor)))
+    return 0.5 * mu * sq
+
+
+def concat_tiers(uplinks: Mapping[str, Any], weights: Mapping[str, Any] | None = None):
+    """Concatenates per-tier stacked pytrees (identical structure) along the client
+    axis; returns (stacked, weights) with weights None when not given."""
+    names = list(uplinks)
+    ups = tmap(lambda *a: jnp.concatenate(a), *[uplinks[n] for n in names])
+    w = None if weights is None else jnp.concatenate([jnp.asarray(weights[n], jnp.float32) for n in names])
+    return ups, w
+
+
+def weighted_average(uplinks, weights):
+    """Example-weighted mean over clients. ``uplinks``/``weights`` are either
+    stacked arrays (leading client axis) or per-tier mappings of them."""
+    if isinstance(weights, Mapping):
+        uplinks, weights = concat_tiers(uplinks, weights)
+    w = jnp.asarray(weights, jnp.float32)
+    w = w / jnp.maximum(w.sum(), 1e-12)
+    return tmap(lambda u: jnp.tensordot(w, u.astype(jnp.float32), 1).astype(u.dtype), uplinks)
