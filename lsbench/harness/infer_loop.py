@@ -31,6 +31,23 @@ def _rows(msg, send):
     return api.Rows(msg, send)
 
 
+def _transmit(channel, msg, send):
+    """Bills and delivers an uplink/downlink: one ``Rows``, a plain pytree (all
+    rows billed where sent), or a pytree whose leaves are ``Rows`` with their
+    own masks (e.g. a prompt sent once plus drafts every turn). Returns the
+    delivered message in the sender's form and int32[B] bytes per row."""
+    leaves, tdef = jax.tree_util.tree_flatten(msg, is_leaf=lambda x: isinstance(x, api.Rows))
+    if isinstance(msg, api.Rows) or not any(isinstance(l, api.Rows) for l in leaves):
+        got, nbytes = channel.transmit_rows(_rows(msg, send))
+        return (got if isinstance(msg, api.Rows) else got.data), nbytes
+    out, total = [], 0
+    for leaf in leaves:
+        got, nbytes = channel.transmit_rows(_rows(leaf, send))
+        out.append(got if isinstance(leaf, api.Rows) else got.data)
+        total = total + nbytes
+    return jax.tree_util.tree_unflatten(tdef, out), total
+
+
 def _sds(tree):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), tree)
 
@@ -65,9 +82,7 @@ class InferLoop:
     def _edge_turn(self, es, carry, inbox, active, key):
         carry, up, send, done = self.m.edge_turn(es, carry, inbox, key)
         send = jnp.asarray(send, bool) & active
-        delivered, ubytes = self.up.transmit_rows(_rows(up, send))
-        if not isinstance(up, api.Rows):  # the cloud gets what the edge sent
-            delivered = delivered.data
+        delivered, ubytes = _transmit(self.up, up, send)  # the cloud gets what the edge sent
         return carry, delivered, send, jnp.asarray(done, bool), ubytes
 
     def _cloud_turn(self, cs, ccarry, delivered, send, key):
