@@ -1,0 +1,193 @@
+"""Shared knowledge-distillation helpers for the large-small training methods.
+
+Pure, jittable functions over plain parameter pytrees (built on
+``baselines._train_common``):
+
+``model_for``        the ModelDef of a tier (``edge/<tier>``, else ``edge``)
+``need_public``      ctx.public as a float32 array, or a one-line TaskError
+``public_window``    the public rows used in round r (a rolling window, no RNG)
+``probs_xent``       masked cross-entropy to teacher *probabilities*
+``era``              DS-FL's entropy-reduction aggregation (sharpened average)
+``fit``              ``steps`` optimizer steps on random minibatches of rows (lax.scan)
+``predict_rows``     a model's logits on many rows, in fixed-size chunks (lax.map)
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines._train_common import opt_step
+from lsbench.task import TaskError
+
+
+def model_for(ctx, tier):
+    """The edge ModelDef of ``tier`` (``ctx.models['edge/<tier>']``, else ``'edge'``)."""
+    return ctx.models.get(f"edge/{tier}", ctx.models["edge"])
+
+
+def need_public(ctx, method: str):
+    """The public unlabelled split, or a one-line error naming what to do."""
+    if ctx.public is None or len(ctx.public) == 0:
+        raise TaskError(f"method {method} needs the task's public unlabelled split (ctx.public) but task "
+                        f"{ctx.task} has none; pick a task with a public split, e.g. train/mnist1d")
+    return jnp.asarray(np.asarray(ctx.public, np.float32))
+
+
+def public_window(r, n_pub: int, n_total: int):
+    """int32[n_pub] indices of the public rows used in round ``r`` (wraps around)."""
+    return (jnp.asarray(r, jnp.int32) * n_pub + jnp.arange(n_pub, dtype=jnp.int32)) % n_total
+
+
+def probs_xent(logits, probs, mask=None, T: float = 1.0):
+    """Cross-entropy of ``softmax(logits / T)`` to given target probabilities, times T^2."""
+    lq = jax.nn.log_softmax(logits.astype(jnp.float32) / T)
+    ce = -jnp.sum(probs.astype(jnp.float32) * lq, -1) * (T * T)
+    if mask is None:
+        return ce.mean()
+    m = mask.astype(jnp.float32)
+    return jnp.sum(ce * m) / jnp.maximum(m.sum(), 1.0)
+
+
+def era(mean_probs, T: float):
+    """Entropy-reduction averaging (Itahara et al.): softmax(mean_probs / T), T < 1 sharpens."""
+    return jax.nn.softmax(mean_probs.astype(jnp.float32) / T, axis=-1)
+
+
+def fit(tx, params, loss_fn, n_rows, steps: int, batch: int, key, row_weight=None):
+    """``steps`` optimizer steps of ``loss_fn(params, idx, mask)`` on random minibatches.
+
+    ``idx`` are int32[batch] row indices drawn uniformly from ``[0, n_rows)`` (or
+    in proportion to ``row_weight``, e.g. a validity mask); ``mask`` is the
+    batch's bool[batch] validity. A traced ``n_rows`` is fine. Returns params.
+    """
+    if steps <= 0:
+        return params
+    opt_state = tx.init(params)
+
+    def body(carry, k):
+        p, s = carry
+        if row_weight is None:
+            idx = jax.random.randint(k, (batch,), 0, jnp.maximum(n_rows, 1))
+            mask = jnp.broadcast_to(jnp.asarray(n_rows) > 0, (batch,))
+        else:
+            w = row_weight.astype(jnp.float32)
+            logits = jnp.where(w > 0, jnp.log(jnp.maximum(w, 1e-30)), -jnp.inf)
+            logits = jnp.where(jnp.any(w > 0), logits, 0.0)
+            idx = jax.random.categorical(k, logits, shape=(batch,))
+            mask = w[idx] > 0
+        p, s, loss = opt_step(tx, p, s, (idx, mask), lambda q, b: loss_fn(q, *b))
+        return (p, s), loss
+
+    (params, _), _ = jax.lax.scan(body, (params, opt_state), jax.random.split(key, steps))
+    return params
+
+
+def predict_rows(apply, params, x, chunk: int = 512):
+    """``apply(params, x)`` over many rows in fixed chunks (bounded memory); logits[n, C]."""
+    n = x.shape[0]
+    if n <= chunk:
+        return apply(params, x)
+    pad = (-n) % chunk
+    xp = jnp.concatenate([x, jnp.zeros((pad,) + x.shape[1:], x.dtype)]) if pad else x
+    out = jax.lax.map(lambda xb: apply(params, xb), xp.reshape((-1, chunk) + x.shape[1:]))
+    return out.reshape((-1,) + out.shape[2:])[:n]
+
+
+# ---- the public-set exchange pipeline shared by FedMD, DS-FL and BiKD -------------
+from lsbench import api  # noqa: E402
+from baselines._train_common import make_optimizer, xent  # noqa: E402
+
+
+class PublicExchange(api.TrainMethod):
+    """Edges keep their own (possibly heterogeneous) models and never send weights.
+
+    Round r (the cloud's counter ``r``; window W_r = ``public_window(r, n_pub)``):
+    downlink = ``{"r": int32, "target": f32[n_pub, C]}`` (the knowledge for
+    W_{r-1}; empty in round 0); ``client_init`` digests it on W_{r-1}
+    (``digest_steps`` minibatches); ``client_step`` trains on private data;
+    ``client_final`` runs the edge model on W_r and uploads ``payload(logits)``;
+    ``cloud_update`` turns the uploads into the next ``target`` (subclasses).
+    All public-set forward passes run in client functions, so they are edge FLOPs.
+    """
+    per_client_downlink = False
+    edge_uses_public = True
+    common_hparams = {"lr": 0.05, "momentum": 0.9, "n_pub": 500, "digest_steps": 20,
+                      "digest_batch": 64, "digest_lr": 0.05}
+
+    def __init__(self, ctx, hp):
+        super().__init__(ctx, hp)
+        self.xpub = need_public(ctx, self.manifest.name)
+        self.n_pub = int(min(self.hp["n_pub"], self.xpub.shape[0]))
+        self.tx = make_optimizer(self.hp)
+        self.tx_digest = make_optimizer({"lr": self.hp["digest_lr"], "momentum": self.hp["momentum"]})
+
+    # --- hooks ---
+    def edge_model(self, tier):
+        return model_for(self.ctx, tier)
+
+    def payload(self, logits):
+        """What an edge uploads for its public logits (default: the logits)."""
+        return logits
+
+    def digest_loss(self, logits, target):
+        raise NotImplementedError
+
+    def cloud_init_extra(self, rng):
+        return {}
+
+    def cloud_target(self, cloud, uplinks, weights, rng):
+        """(new target f32[n_pub, C], new extra cloud state)."""
+        raise NotImplementedError
+
+    # --- the pipeline ---
+    def init(self, rng):
+        C = self.ctx.num_classes
+        return {"r": jnp.int32(0), "target": jnp.zeros((self.n_pub, C), jnp.float32),
+                "extra": self.cloud_init_extra(rng)}
+
+    def init_edge(self, tier, rng):
+        return self.edge_model(tier).init(rng)
+
+    def cloud_downlink(self, cloud, tier, ids):
+        return {"r": cloud["r"], "target": cloud["target"]}
+
+    def _tier_of(self, params):
+        # edge states of different tiers have different shapes: find the tier by structure
+        shapes = jax.tree_util.tree_map(jnp.shape, params)
+        for t in self.ctx.extras.get("tiers", ()):
+            m = self.edge_model(t)
+            if jax.tree_util.tree_map(jnp.shape, jax.eval_shape(m.init, jax.random.PRNGKey(0))) == shapes:
+                return m
+        return self.ctx.models["edge"]
+
+    def client_init(self, params, down, rng):
+        apply = self._tier_of(params).apply
+        r = down["r"]
+        xw = self.xpub[public_window(r - 1, self.n_pub, self.xpub.shape[0])]
+        on = (r > 0).astype(jnp.float32)
+
+        def loss(p, idx, mask):
+            return on * self.digest_loss(apply(p, xw[idx]), down["target"][idx])
+
+        p = fit(self.tx_digest, params, loss, self.n_pub, int(self.hp["digest_steps"]),
+                int(self.hp["digest_batch"]), rng)
+        return {"p": p, "o": self.tx.init(p), "r": r}
+
+    def client_step(self, cs, batch, rng):
+        apply = self._tier_of(cs["p"]).apply
+        p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
+                              lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
+        return {"p": p, "o": o, "r": cs["r"]}, loss
+
+    def client_final(self, cs, params, rng):
+        apply = self._tier_of(cs["p"]).apply
+        xw = self.xpub[public_window(cs["r"], self.n_pub, self.xpub.shape[0])]
+        return cs["p"], self.payload(predict_rows(apply, cs["p"], xw))
+
+    def cloud_update(self, cloud, uplinks, weights, ids, rng):
+        target, extra = self.cloud_target(cloud, uplinks, weights, rng)
+        return {"r": cloud["r"] + 1, "target": target, "extra": extra}
+
+    def predict_edge(self, params, x):
+        return self._tier_of(params).apply(params, x)
