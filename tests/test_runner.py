@@ -127,7 +127,7 @@ def _bad_plugin(tmp_path, kind):
         src = src.replace("class TinyFedAvg(api.TrainMethod):", "class Base(api.TrainMethod):")
         src = src.replace('    manifest = api.Manifest(name="tiny-fedavg"', '    manifest = api.Manifest(name="base"')
         src += "\n\nclass Bad(Base):\n    manifest = api.Manifest(name='bad', tracks=('train',))\n" \
-            + textwrap.indent(textwrap.dedent(body), "")
+            + textwrap.indent(textwrap.dedent(body), "    ")
     p = tmp_path / f"bad_{kind}.py"
     p.write_text(src)
     return str(p) + ("" if kind == "missing" else ":Bad")

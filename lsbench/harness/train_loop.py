@@ -340,6 +340,7 @@ class TrainLoop:
         return new
 
     def finish(self, state, rows):
+        from lsbench.metering import profiles
         last = next((r for r in reversed(rows) if "edge_accuracy" in r), {})
         keys = ("edge_accuracy", "edge_personal_accuracy", "cloud_accuracy")
         metrics = {k: last[k] for k in keys if k in last}
@@ -352,7 +353,7 @@ class TrainLoop:
         costs = {k: int(v) for k, v in state["costs"].items()}
         costs.update(self.setup_costs())
         units = len(rows)
-        derived = {}  # TODO(profiles): round latency per network profile
+        derived = profiles.train_derived(costs, units, sum(self.k.values()))
         return {"metrics": metrics, "costs": costs, "derived": derived, "unit": "round", "units": units}
 
     # ---- evaluation -----------------------------------------------------------
