@@ -1,0 +1,96 @@
+"""TFDS helpers shared by lsbench's data builders: array_record on disk, read
+back with ``as_data_source()`` (no TensorFlow), cached under ``<data_dir>/tfds``.
+Nothing here ever downloads."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+
+from lsbench.task import TaskError
+
+
+class LocalCode:
+    """Mixin for lsbench's builders: points TFDS at the builder's own file.
+    (TFDS's default ``code_path`` lookup needs the ``importlib_resources``
+    backport, which is not a dependency.)"""
+
+    @classmethod
+    def _code_file(cls):
+        import inspect
+        from etils import epath
+        return epath.Path(inspect.getfile(cls))
+
+
+def _install_code_path(cls):
+    from tensorflow_datasets.core import utils
+    cls.code_path = utils.classproperty(classmethod(lambda c: c._code_file()))
+    return cls
+
+
+def tfds_dir(data_dir: str) -> str:
+    return os.path.join(os.path.abspath(os.path.expanduser(data_dir)), "tfds")
+
+
+def _quiet():
+    import tensorflow_datasets as tfds
+    tfds.disable_progress_bar()
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    return tfds
+
+
+def prepare(builder_cls, data_dir: str, config=None):
+    """Builds (once) and returns an lsbench-generated dataset builder."""
+    tfds = _quiet()
+    names = {c.name for c in getattr(builder_cls, "BUILDER_CONFIGS", [])}
+    if config is not None and getattr(config, "name", None) in names:
+        config = config.name  # a listed config must be passed by name
+    kw = {"config": config} if config is not None else {}
+    b = builder_cls(data_dir=tfds_dir(data_dir), file_format="array_record", **kw)
+    if not b.is_prepared():
+        b.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    return b
+
+
+def read_split(source, keys=None) -> dict:
+    """All records of a data source as stacked numpy arrays, in ``index`` order
+    when records carry an ``index`` feature (array_record shuffles by key)."""
+    n = len(source)
+    recs = source.__getitems__(list(range(n))) if n else []
+    if not recs:
+        return {}
+    keys = keys or list(recs[0])
+    out = {k: np.stack([np.asarray(r[k]) for r in recs]) for k in keys if k in recs[0]}
+    if "index" in recs[0]:
+        order = np.argsort(np.array([int(r["index"]) for r in recs]), kind="stable")
+        out = {k: v[order] for k, v in out.items()}
+    return out
+
+
+def load_splits(builder, splits, keys=None) -> dict:
+    return {s: read_split(builder.as_data_source(split=s), keys) for s in splits}
+
+
+def catalog_source(name: str, data_dir: str, split: str):
+    """A TFDS catalog dataset's data source from ``data_dir`` (never downloads)."""
+    tfds = _quiet()
+    root = tfds_dir(data_dir)
+    try:
+        b = tfds.builder(name, data_dir=root)
+        return b.as_data_source(split=split)
+    except Exception as e:  # noqa: BLE001 - reported as one line
+        raise TaskError(
+            f"dataset '{name}' (split {split}) is not prepared as array_record under {root} "
+            f"({type(e).__name__}); on a machine with internet run `tfds build {name} "
+            f"--data_dir={root} --file_format=array_record` and copy it there") from None
+
+
+def array_hash(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(np.asarray(a))
+        h.update(str(a.dtype).encode() + str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
