@@ -1,0 +1,231 @@
+"""The leaderboard generator over hand-made result directories (no JAX, no runs)."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+from lsbench.leaderboard import tables
+from lsbench.leaderboard.load import LoadError, load_results
+from lsbench.leaderboard.pareto import pareto_front
+from lsbench.leaderboard.perf_profile import profile, ratios
+from lsbench.leaderboard.site import build
+from lsbench.leaderboard.stats import mean_ci, t_quantile
+from lsbench.leaderboard.summary import cost_to_target_by_track, summarize
+from lsbench.results import schema
+from lsbench.results.rundir import RunDir
+
+# The 97.5% quantiles of Student's t with 1, 2 and 4 degrees of freedom (statistical tables).
+T975 = {1: 12.7062047, 2: 4.3026527, 4: 2.7764451}
+
+
+def write_run(root, task="train/fix", method="m", point="default", seed=0, value=0.5, *, track="train",
+              reference=None, bytes_up=1000, bytes_down=2000, edge_flops=10**6, cloud_flops=10**9,
+              reached_bytes=None, status="completed", task_version="1", bench="1.0", latency=None,
+              higher=True, target=0.5, rows=3):
+    """Writes one run directory (final.json validated by the schema + metrics.jsonl)."""
+    d = os.path.join(str(root), task, method, point, f"seed{seed}")
+    rd = RunDir(d)
+    costs = {"bytes_up": bytes_up, "bytes_down": bytes_down, "messages": 4,
+             "edge_flops": edge_flops, "cloud_flops": cloud_flops}
+    ctt = {"target": target, "reached": reached_bytes is not None, "bytes": reached_bytes,
+           "edge_flops": None if reached_bytes is None else edge_flops // 2,
+           "cloud_flops": None if reached_bytes is None else cloud_flops // 2, "step": 1}
+    derived = {} if latency is None else {"lte": {"latency_mean_s": latency, "latency_p95_s": 2 * latency,
+                                                  "edge_energy_j": 0.1},
+                                          "lan": {"latency_mean_s": latency / 10, "latency_p95_s": latency / 5}}
+    final = {"schema": schema.SCHEMA, "benchmark_version": bench, "status": status, "task": task,
+             "task_version": task_version, "track": track, "method": method, "seed": seed,
+             "primary_metric": "acc", "higher_is_better": higher, "target": target,
+             "metrics": {"acc": value if status == "completed" else None, "other": 1.0},
+             "costs": costs, "derived": derived, "headline_profile": "lte", "wall_s": 1.5,
+             "sweep_point": point, "hparams": {"p": point}, "reference": reference,
+             "cost_to_target": ctt, "lsbench_version": "0.1.0"}
+    os.makedirs(d, exist_ok=True)
+    for s in range(1, rows + 1):
+        rd.append_metrics({"step": s, "acc": value, **costs})
+    rd.write_final(final)
+    return d
+
+
+@pytest.fixture
+def board_dir(tmp_path):
+    r = tmp_path / "runs"
+    for s, v in enumerate((0.70, 0.80, 0.90)):
+        write_run(r, method="fedavg", point="lr=0.1", seed=s, value=v, reached_bytes=500, latency=0.2)
+    for s, v in enumerate((0.6, 0.62, 0.58)):
+        write_run(r, method="fedavg", point="lr=0.5", seed=s, value=v, bytes_up=10**6, latency=0.3)
+    write_run(r, method="local", seed=0, value=0.95, reference="local", bytes_up=0, bytes_down=0)
+    write_run(r, method="weak", seed=0, value=0.3, reached_bytes=None)
+    write_run(r, method="broken", seed=0, status="diverged")
+    write_run(r, task="infer/fix", track="infer", method="cascade", value=0.9, latency=0.05,
+              reached_bytes=100)
+    return r
+
+
+def test_ci_is_student_t_over_seeds(board_dir):
+    rows = {(r["method"], r["sweep_point"]): r for r in summarize(load_results([str(board_dir)]))
+            ["train/fix"]["rows"]}
+    r = rows[("fedavg", "lr=0.1")]
+    v = np.array([0.7, 0.8, 0.9])
+    assert r["seeds"] == 3 and r["mean"] == pytest.approx(v.mean())
+    assert r["ci95"] == pytest.approx(T975[2] * v.std(ddof=1) / math.sqrt(3), rel=1e-6)
+    assert rows[("weak", "default")]["ci95"] is None and rows[("weak", "default")]["seeds"] == 1
+    for df, q in T975.items():
+        assert t_quantile(0.975, df) == pytest.approx(q, rel=1e-6)
+    assert mean_ci([1.0, 1.0, 1.0])[1] == 0.0 and mean_ci([])[0] is None
+
+
+def test_t_quantile_matches_scipy():
+    st = pytest.importorskip("scipy.stats")
+    for df in (1, 3, 7, 29, 200):
+        for p in (0.9, 0.975, 0.995, 0.05):
+            assert t_quantile(p, df) == pytest.approx(st.t.ppf(p, df), rel=1e-6, abs=1e-9)
+
+
+def test_rows_sorted_references_not_ranked(board_dir):
+    rows = summarize(load_results([str(board_dir)]))["train/fix"]["rows"]
+    ranked = [r for r in rows if r["rank"]]
+    assert [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
+    assert all(a["mean"] >= b["mean"] for a, b in zip(ranked, ranked[1:]))
+    local = next(r for r in rows if r["method"] == "local")
+    assert local["rank"] is None and local["mean"] > ranked[0]["mean"]   # best but not ranked
+    assert rows[-1]["method"] == "broken" and rows[-1]["not_completed"] == ["diverged"]
+    md = tables.markdown({"info": summarize(load_results([str(board_dir)]))["train/fix"]["info"],
+                          "rows": rows})
+    assert "not ranked" in md and "±" in md and "latency @lte" in md
+
+
+def test_lower_is_better_sorts_ascending(tmp_path):
+    for m, v in (("a", 3.0), ("b", 1.0), ("c", 2.0)):
+        write_run(tmp_path, method=m, value=v, higher=False)
+    rows = summarize(load_results([str(tmp_path)]))["train/fix"]["rows"]
+    assert [r["method"] for r in rows] == ["b", "c", "a"]
+
+
+def test_pareto_front_hand_made():
+    pts = [(1, 0.5), (2, 0.6), (3, 0.55), (2, 0.6), (0.5, 0.2), (4, 0.9), (5, 0.9)]
+    assert pareto_front(pts) == [4, 0, 1, 3, 5]   # (3, .55) and (5, .9) are dominated
+    assert pareto_front([(1, 3.0), (2, 1.0), (3, 2.0)], higher_is_better=False) == [0, 1]
+    assert pareto_front([((1, 5), 0.5), ((2, 1), 0.5), ((2, 5), 0.5)]) == [0, 1]
+    assert pareto_front([]) == []
+
+
+def test_perf_profile_maths_with_misses():
+    inf = math.inf
+    costs = {"a": {"t1": 10, "t2": 40, "t3": inf}, "b": {"t1": 20, "t2": 20, "t3": 5},
+             "never": {"t1": inf, "t2": inf, "t3": inf}}
+    methods, tasks, r = ratios(costs)
+    assert methods == ["a", "b", "never"] and tasks == ["t1", "t2", "t3"]
+    assert r[0].tolist() == [1.0, 2.0, inf] and r[1].tolist() == [2.0, 1.0, 1.0]
+    assert np.isinf(r[2]).all()
+    p = profile(costs, tau_max=4.0)
+    rho = dict(zip(p["methods"], p["rho"]))
+    assert rho["a"][0] == pytest.approx(1 / 3) and rho["b"][0] == pytest.approx(2 / 3)
+    assert rho["a"][-1] == pytest.approx(2 / 3) and rho["b"][-1] == 1.0
+    assert (rho["never"] == 0).all()
+    assert all(np.all(np.diff(x) >= 0) for x in p["rho"])          # non-decreasing in tau
+    score = dict(zip(p["methods"], p["score"]))
+    assert score["b"] > score["a"] > score["never"] == 0.0
+    assert profile({"x": {"t": 3}, "y": {"t": 3}})["score"].tolist() == [1.0, 1.0]   # ties both best
+    # zero best cost: equal zeros are best, anything else is infinitely worse
+    assert ratios({"a": {"t": 0}, "b": {"t": 5}})[2][:, 0].tolist() == [1.0, inf]
+
+
+def test_cost_to_target_by_track(board_dir):
+    ct = cost_to_target_by_track(summarize(load_results([str(board_dir)])))
+    b = ct["train"]["bytes"]
+    assert b["fedavg"]["train/fix"] == 500 and math.isinf(b["weak"]["train/fix"])
+    assert "local" not in b                       # references are not in the profile
+    assert set(ct) == {"train", "infer"}
+
+
+@pytest.mark.parametrize("case", ["bench", "task_version", "corrupt", "truncated", "missing_metrics",
+                                  "bad_schema", "duplicate"])
+def test_refuses_mixed_versions_and_bad_files(tmp_path, case):
+    a = tmp_path / "a"
+    d = write_run(a, seed=0)
+    roots = [str(a)]
+    if case == "bench":
+        write_run(a, seed=1, bench="2.0")
+    elif case == "task_version":
+        write_run(a, seed=1, task_version="2")
+    elif case == "corrupt":
+        open(os.path.join(d, "final.json"), "w").write('{"schema": "lsbench.fin')
+    elif case == "truncated":
+        with open(os.path.join(d, "metrics.jsonl"), "a") as f:
+            f.write('{"step": 4, "acc": 0.')
+    elif case == "missing_metrics":
+        os.remove(os.path.join(d, "metrics.jsonl"))
+    elif case == "bad_schema":
+        f = json.load(open(os.path.join(d, "final.json")))
+        f["costs"]["bytes_up"] = -1
+        json.dump(f, open(os.path.join(d, "final.json"), "w"))
+    elif case == "duplicate":
+        write_run(tmp_path / "b", seed=0)
+        roots.append(str(tmp_path / "b"))
+    with pytest.raises(LoadError) as e:
+        load_results(roots)
+    msg = str(e.value)
+    assert "\n" not in msg and str(tmp_path) in msg and ("final.json" in msg or "metrics.jsonl" in msg)
+
+
+def _cli(*args):
+    """The leaderboard CLI in a fresh interpreter that fails if JAX gets imported."""
+    code = ("import sys\nfrom lsbench.leaderboard.cli import main\nrc = main(sys.argv[1:])\n"
+            "assert not any(m == 'jax' or m.startswith('jax.') for m in sys.modules), 'imported jax'\n"
+            "sys.exit(rc)")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+
+
+def test_cli_bad_input_one_line_exit_2(tmp_path):
+    for args in ([f"--out={tmp_path}/o"], [f"--results={tmp_path}/nope", f"--out={tmp_path}/o"],
+                 [f"--results={tmp_path}", f"--out={tmp_path}/o"], ["--bogus=1"]):
+        r = _cli(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "error" in r.stderr, r.stderr
+    write_run(tmp_path / "a", seed=0)
+    write_run(tmp_path / "a", seed=1, task_version="9")
+    r = _cli(f"--results={tmp_path}/a", f"--out={tmp_path}/o")
+    assert r.returncode == 2 and "version" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not os.path.exists(tmp_path / "o" / "index.html")
+
+
+def test_site_end_to_end_without_jax(board_dir, tmp_path):
+    out = tmp_path / "site"
+    r = _cli(f"--results={board_dir}", f"--out={out}")
+    assert r.returncode == 0, r.stderr
+    for task in ("train-fix", "infer-fix"):
+        for ext in ("md", "csv", "html", "tex"):
+            assert (out / "tables" / f"{task}.{ext}").stat().st_size > 0
+        for axis in ("bytes", "edge_flops"):
+            assert (out / "plots" / f"{task}-{axis}.png").read_bytes()[:4] == b"\x89PNG"
+            assert b"<svg" in (out / "plots" / f"{task}-{axis}.svg").read_bytes()[:1000]
+        page = (out / "tasks" / f"{task}.html").read_text()
+        assert "<table" in page and f"{task}-bytes.png" in page and "0.1.0" in page
+    assert (out / "plots" / "profile-train-bytes.png").exists()
+    index = (out / "index.html").read_text()
+    assert "tasks/train-fix.html" in index and "lsbench leaderboard --results" in index
+    assert "http://" not in index and "https://" not in index     # renders offline
+    tex = (out / "tables" / "train-fix.tex").read_text()
+    assert r"$\pm$" in tex and "lr=0.1" in tex and "\\begin{tabular}" in tex
+    csv_rows = (out / "tables" / "train-fix.csv").read_text().splitlines()
+    assert len(csv_rows) == 1 + 5 and csv_rows[0].startswith("rank,task,method")
+    board = json.load(open(out / "board.json"))
+    assert set(board["tasks"]) == {"train/fix", "infer/fix"}
+
+
+def test_tex_and_markdown_escape():
+    assert tables.tex_escape("a_b & 50% ±") == r"a\_b \& 50\% $\pm$"
+    info = {"task": "t", "task_version": "1", "primary_metric": "acc", "higher_is_better": True,
+            "target": None, "headline_profile": "lte", "cloud_kind": None, "track": "train"}
+    row = {"rank": 1, "method": "a|b", "sweep_point": "x", "reference": None, "mean": 0.5, "ci95": None,
+           "seeds": 1, "runs": 1, "not_completed": [], "bytes_up": 1.5e6, "bytes_down": 0, "edge_flops": 2e9,
+           "cloud_flops": None, "cloud_nodes": None, "latency_mean_s": None, "latency_p95_s": None}
+    md = tables.markdown({"info": info, "rows": [row]})
+    assert "a\\|b" in md and "1.5 MB" in md and "2 G" in md
