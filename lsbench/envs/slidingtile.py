@@ -1,0 +1,175 @@
+"""SlidingTile: the 3x3 sliding puzzle with an exact distance table.
+
+A board is uint8[9] (row-major; tile i at its place, 0 = blank); the goal is
+1..8 then the blank. Actions move the *blank* up, right, down, left; a move
+off the board is a no-op that still costs a step. Both sides see the whole
+board: the gap is capacity. The exact distance table covers all 181,440
+solvable states; it is built once by BFS (numpy) and indexed by the Lehmer
+rank of the permutation (9! slots, -1 where unsolvable).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsbench.envs import DIRS, pack_nibbles, unpack_nibbles
+
+GOAL = np.array([1, 2, 3, 4, 5, 6, 7, 8, 0], np.uint8)
+NUM_STATES = 181440
+_FACT = np.array([math.factorial(8 - i) for i in range(9)], np.int64)
+
+
+def rank_np(boards):
+    """Lehmer rank of each row of int[m, 9] (numpy, vectorised)."""
+    b = np.asarray(boards, np.int64)
+    less = (b[:, None, :] < b[:, :, None]) & np.triu(np.ones((9, 9), bool), 1)[None]
+    return (less.sum(2) * _FACT).sum(1)
+
+
+def rank(board):
+    """Lehmer rank of one board (JAX)."""
+    b = board.astype(jnp.int32)
+    less = (b[None, :] < b[:, None]) & jnp.asarray(np.triu(np.ones((9, 9), bool), 1))
+    return jnp.sum(less.sum(1) * jnp.asarray(_FACT, jnp.int32))
+
+
+def _moves_np(boards):
+    """All four successor boards of int[m, 9] (numpy) and their validity."""
+    m = boards.shape[0]
+    z = np.argmax(boards == 0, axis=1)
+    zr, zc = z // 3, z % 3
+    out, ok = [], []
+    for dr, dc in DIRS:
+        nr, nc = zr + dr, zc + dc
+        v = (nr >= 0) & (nr < 3) & (nc >= 0) & (nc < 3)
+        t = np.where(v, nr * 3 + nc, z)
+        nb = boards.copy()
+        rows = np.arange(m)
+        nb[rows, z] = boards[rows, t]
+        nb[rows, t] = 0
+        out.append(nb)
+        ok.append(v)
+    return out, ok
+
+
+def build_table():
+    """BFS from the goal over all solvable states: int8[9!] distances (-1 = unsolvable)."""
+    dist = np.full(math.factorial(9), -1, np.int8)
+    frontier = GOAL[None].astype(np.int64)
+    dist[rank_np(frontier)] = 0
+    d = 0
+    while frontier.size:
+        d += 1
+        nbs, oks = _moves_np(frontier)
+        cand = np.concatenate([nb[ok] for nb, ok in zip(nbs, oks)])
+        r = rank_np(cand)
+        new = dist[r] < 0
+        r, cand = r[new], cand[new]
+        r, first = np.unique(r, return_index=True)
+        dist[r] = d
+        frontier = cand[first]
+    return dist
+
+
+def step_board(board, action):
+    """(new board, valid) after moving the blank (JAX)."""
+    z = jnp.argmax(board == 0)
+    zr, zc = z // 3, z % 3
+    dr, dc = jnp.asarray(DIRS)[action]
+    nr, nc = zr + dr, zc + dc
+    valid = (nr >= 0) & (nr < 3) & (nc >= 0) & (nc < 3)
+    t = jnp.where(valid, nr * 3 + nc, z)
+    nb = board.at[z].set(board[t]).at[t].set(0)
+    return jnp.where(valid, nb, board), valid
+
+
+def scramble(key, depth, max_depth: int):
+    """A random walk of ``depth`` (<= max_depth) blank moves from the goal, never undoing the last move."""
+    def body(c, k):
+        b, last, i = c
+        a = jax.random.randint(k, (), 0, 4)
+        a = jnp.where(a == (last + 2) % 4, (a + 1) % 4, a)
+        nb, ok = step_board(b, a)
+        use = ok & (i < depth)
+        return (jnp.where(use, nb, b), jnp.where(use, a, last), i + use.astype(jnp.int32)), None
+    keys = jax.random.split(key, 4 * max_depth)
+    (b, _, _), _ = jax.lax.scan(body, (jnp.asarray(GOAL), jnp.int32(-9), jnp.int32(0)), keys)
+    return b
+
+
+class SlidingTile:
+    """The environment plus the exact solver over a distance table."""
+
+    def __init__(self, table):
+        self.table = jnp.asarray(table)
+        counts = np.bincount(np.asarray(table)[np.asarray(table) >= 0].astype(np.int64))
+        self.max_depth = len(counts) - 1
+        self.cum_counts = jnp.asarray(np.cumsum(counts), jnp.int32)  # states within depth d
+
+    def distance(self, board):
+        return self.table[rank(board)].astype(jnp.int32)
+
+    def expert_action(self, board):
+        def cost(a):
+            nb, ok = step_board(board, a)
+            return jnp.where(ok, self.distance(nb), 127)
+        return jnp.argmin(jax.vmap(cost)(jnp.arange(4))).astype(jnp.int32)
+
+    def plan(self, board, k: int):
+        def body(b, _):
+            a = self.expert_action(b)
+            nb, _ = step_board(b, a)
+            return jnp.where(self.distance(b) == 0, b, nb), a
+        return jax.lax.scan(body, board.astype(jnp.uint8), None, length=k)[1]
+
+    def nodes_expanded(self, board):
+        """A backward BFS from the goal expands every state no farther than ``board``."""
+        return self.cum_counts[jnp.clip(self.distance(board), 0, self.max_depth)]
+
+    # ---- environment ----------------------------------------------------------
+    def reset(self, inst):
+        b = jnp.asarray(inst["board"], jnp.uint8)
+        env = {"board": b, "t": jnp.int32(0), "budget": 2 * jnp.asarray(inst["opt"], jnp.int32) + 10}
+        return env, {"board": b}, {"start": b}
+
+    def step(self, env, action):
+        b, valid = step_board(env["board"], action)
+        t = env["t"] + 1
+        success = jnp.all(b == jnp.asarray(GOAL))
+        done = success | (t >= env["budget"])
+        return dict(env, board=b, t=t), {"board": b}, done, {"success": success, "invalid": ~valid}
+
+    # ---- edge-side helpers (functions of the observation only) ---------------
+    num_features = 81
+
+    @staticmethod
+    def featurize(obs):
+        return jax.nn.one_hot(obs["board"].astype(jnp.int32), 9).reshape(-1)
+
+    @staticmethod
+    def valid(obs, action):
+        return step_board(obs["board"], action)[1]
+
+    @staticmethod
+    def state_key(obs):
+        return rank(obs["board"]).astype(jnp.int32)
+
+    @staticmethod
+    def progress(obs):
+        """Manhattan distance of the tiles to their goal places."""
+        b = obs["board"].astype(jnp.int32)
+        pos = jnp.arange(9)
+        home = (b - 1) % 9
+        md = jnp.abs(pos // 3 - home // 3) + jnp.abs(pos % 3 - home % 3)
+        return jnp.sum(jnp.where(b > 0, md, 0))
+
+    @staticmethod
+    def encode_up(obs):
+        return {"board": pack_nibbles(obs["board"])}  # 9 tiles x 4 bits = 5 bytes
+
+    @staticmethod
+    def decode_up(up):
+        return unpack_nibbles(up["board"], 9).astype(jnp.uint8)
