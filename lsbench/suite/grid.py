@@ -1,0 +1,223 @@
+"""Presets (JSON, shipped in lsbench/suite/presets or any file path) and their
+expansion into a grid of runs.
+
+A preset::
+
+    {"name": "demo", "description": "...", "seeds": [0], "timeout_s": null,
+     "groups": [{"tasks": ["train/digits"] | "*", "tier": "small" | "default" | null,
+                 "methods": ["fedavg", {"name": "cascade", "sweep": 3, "hparams": {...}}] | "*",
+                 "sweep": true | false | N}]}
+
+``"*"`` tasks are every registered task (``tier`` filters them); ``"*"`` methods
+are every registered method that supports the task's track and family. A
+method's sweep points come from its class's ``sweep``: ``true`` runs them all,
+``false`` only the defaults, ``N`` N of them spread evenly. A task or method
+that cannot be loaded becomes a failed run with its one-line reason.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+import re
+
+from lsbench import api
+
+PRESET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "presets")
+
+
+class GridError(ValueError):
+    """A bad preset or filter; the message is one line."""
+
+
+@dataclasses.dataclass
+class RunItem:
+    task: str                 # what --task gets
+    task_name: str            # spec.name, or the string when the task did not load
+    track: str | None
+    method: str               # what --method gets
+    label: str                # the method's directory name
+    seed: int
+    hparams: dict
+    point: str                # sweep point label
+    error: str | None = None  # set when the grid could not resolve the task or method
+
+    @property
+    def id(self) -> str:
+        return f"{self.task_name} {self.label} {self.point} seed{self.seed}"
+
+    def workdir(self, root: str) -> str:
+        parts = [safe(p) for p in self.task_name.split("/")] + [safe(self.label), safe(self.point),
+                                                                f"seed{self.seed}"]
+        return os.path.join(root, "runs", *parts)
+
+
+def safe(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._=,+:-]", "_", str(s)) or "_"
+
+
+def preset_names() -> list[str]:
+    return sorted(f[:-5] for f in os.listdir(PRESET_DIR) if f.endswith(".json"))
+
+
+def load_preset(name: str) -> dict:
+    path = name if name.endswith(".json") else os.path.join(PRESET_DIR, name + ".json")
+    if not os.path.exists(path):
+        raise GridError(f"unknown preset '{name}'; use one of {', '.join(preset_names())} "
+                        "or a path to a preset .json file")
+    try:
+        with open(path) as f:
+            p = json.load(f)
+    except json.JSONDecodeError as e:
+        raise GridError(f"preset {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(p, dict) or not isinstance(p.get("groups"), list) or not p["groups"]:
+        raise GridError(f"preset {path} needs a non-empty \"groups\" list; see lsbench/suite/presets/demo.json")
+    seeds = p.setdefault("seeds", [0])
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise GridError(f"preset {path}: \"seeds\" must be a non-empty list of integers")
+    for i, g in enumerate(p["groups"]):
+        for k in ("tasks", "methods"):
+            v = g.get(k) if isinstance(g, dict) else None
+            if v != "*" and not (isinstance(v, list) and v):
+                raise GridError(f"preset {path}: groups[{i}].{k} must be \"*\" or a non-empty list")
+        if g.get("tier") not in (None, "small", "default"):
+            raise GridError(f"preset {path}: groups[{i}].tier must be \"small\", \"default\" or null")
+    p.setdefault("name", os.path.splitext(os.path.basename(path))[0])
+    p["path"] = os.path.abspath(path)
+    return p
+
+
+def point_label(point: dict) -> str:
+    if not point:
+        return "default"
+    return ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in point.items())
+
+
+def pick_points(sweep, choice) -> list[dict]:
+    """The sweep points to run: all (True), none (False: defaults), or N spread evenly."""
+    sweep = [dict(s) for s in sweep or ()]
+    if choice is False or not sweep:
+        return [{}]
+    if choice is True:
+        return sweep
+    if not isinstance(choice, int) or choice < 1:
+        raise GridError(f"\"sweep\" must be true, false or a positive integer, not {choice!r}")
+    if choice >= len(sweep):
+        return sweep
+    idx = sorted({round(i * (len(sweep) - 1) / max(choice - 1, 1)) for i in range(choice)})
+    return [sweep[i] for i in idx]
+
+
+def _one_line(e: Exception) -> str:
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _family(spec) -> str:
+    return spec.config.get("family", spec.track)
+
+
+def _label(name: str, spec) -> str:
+    """'arith.edge-only' -> 'edge-only' on a task of that family; paths -> file stem."""
+    if name.endswith(".py") or ".py:" in name:
+        stem = os.path.splitext(os.path.basename(name.split(".py:")[0] + ".py"))[0]
+        return stem + (":" + name.split(".py:")[1] if ".py:" in name else "")
+    fam, dot, short = name.partition(".")
+    if dot and ":" not in name and (spec is None or fam in (_family(spec), spec.track, *api.TRACKS)):
+        return short
+    return name
+
+
+def _all_tasks(errors):
+    from lsbench import registry
+    out = {}
+    for name, ep in sorted(registry._entry_points(registry.TASK_GROUP).items()):
+        try:
+            out[name] = ep.load()
+        except Exception as e:  # noqa: BLE001 - recorded, the others go on
+            errors.append((name, f"task entry point failed to import: {type(e).__name__}: {_one_line(e)}"))
+    return out
+
+
+def _methods_for(spec, errors, warnings):
+    """Every registered method key that applies to ``spec`` (track and family)."""
+    from lsbench import registry
+    keys = []
+    for key, ep in sorted(registry._entry_points(registry.METHOD_GROUP).items()):
+        fam, dot, _ = key.partition(".")
+        if dot and fam not in (_family(spec), spec.track):
+            continue
+        try:
+            cls = ep.load()
+        except Exception as e:  # noqa: BLE001
+            msg = f"method entry point failed to import: {type(e).__name__}: {_one_line(e)}"
+            if dot:   # family-scoped: it is meant for this task
+                errors.append((key, msg))
+            elif f"{key}: {msg}" not in warnings:   # track unknown: reported once
+                warnings.append(f"{key}: {msg}")
+            continue
+        man = getattr(cls, "manifest", None)
+        if dot or (man is not None and spec.track in man.tracks):
+            keys.append(key)
+    return keys
+
+
+def expand(preset: dict, seeds=None, tracks=None, tasks=None, methods=None, warnings=None) -> list[RunItem]:
+    """The preset's grid after filters (fnmatch patterns), in a stable order.
+    Methods that fail to import and whose track is unknown go to ``warnings``."""
+    from lsbench.registry import load_method, load_task
+    seeds = list(seeds) if seeds else preset["seeds"]
+    match = lambda pats, *names: not pats or any(fnmatch.fnmatch(n, p) for p in pats for n in names if n)  # noqa: E731
+    items, seen = [], set()
+    warnings = [] if warnings is None else warnings
+    for g in preset["groups"]:
+        errors: list = []
+        if g["tasks"] == "*":
+            specs = list(_all_tasks(errors).items())
+            if g.get("tier"):
+                specs = [(n, s) for n, s in specs if (s.tier == "small") == (g["tier"] == "small")]
+        else:
+            specs = []
+            for name in g["tasks"]:
+                try:
+                    specs.append((name, load_task(name)))
+                except Exception as e:  # noqa: BLE001
+                    specs.append((name, _one_line(e)))
+        for tname, spec in specs + [(n, err) for n, err in errors if "/" in n]:
+            ok = not isinstance(spec, str)
+            task_name = spec.name if ok else tname
+            track = spec.track if ok else tname.split("/")[0] if tname.split("/")[0] in api.TRACKS else None
+            if not match(tasks, tname, task_name) or (tracks and track not in tracks):
+                continue
+            merrs: list = []
+            entries = g["methods"] if g["methods"] != "*" else (_methods_for(spec, merrs, warnings) if ok else ["*"])
+            entries = list(entries) + [m for m, _ in merrs]
+            for entry in entries:
+                m = entry if isinstance(entry, dict) else {"name": entry}
+                mname = m.get("name")
+                if not isinstance(mname, str):
+                    raise GridError(f"preset {preset['path']}: a method entry lacks a \"name\": {entry!r}")
+                label = _label(mname, spec if ok else None)
+                err, points = (None if ok else spec), [{}]
+                merr = next((r for k, r in merrs if k == mname), None)
+                if err is None and merr:
+                    err = merr
+                if err is None:
+                    try:
+                        cls = load_method(mname, spec)
+                        label = _label(mname, spec)
+                        points = pick_points(getattr(cls, "sweep", ()), m.get("sweep", g.get("sweep", False)))
+                    except GridError:
+                        raise
+                    except Exception as e:  # noqa: BLE001
+                        err = _one_line(e)
+                if not match(methods, mname, label) and not (err is None and match(methods, cls.manifest.name)):
+                    continue
+                for pt in points:
+                    hp = {**m.get("hparams", {}), **pt}
+                    for s in seeds:
+                        it = RunItem(tname, task_name, track, mname, label, s, hp, point_label(pt), err)
+                        if it.id not in seen:
+                            seen.add(it.id)
+                            items.append(it)
+    return items
