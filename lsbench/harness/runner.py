@@ -127,7 +127,7 @@ def execute(cfg: RunConfig, log=print) -> dict:
         raise UsageError(f"--client_backend must be vmap, loop or shard, not '{cfg.backend}'")
     if cfg.resume and os.path.exists(rd.final_path):
         final = schema.load_final(rd.final_path)
-        if final["status"] == "completed":
+        if final["status"] == "completed" and not final.get("stopped_early"):
             log(f"{rd.path}: already completed; nothing to do")
             return final
     from lsbench.models.cache import default_data_dir
@@ -237,6 +237,7 @@ def _final(cfg, spec, cls, hp, loop, state, rows, status, wall) -> dict:
         "derived": summary.get("derived", {}), "headline_profile": spec.headline_profile,
         "unit": summary.get("unit", loop.unit), "units": int(summary.get("units", len(rows))),
         "cost_to_target": _cost_to_target(spec, rows), "wall_s": round(wall, 3),
+        "stopped_early": len(rows) < loop.num_units,  # --max_units cap; --resume goes on
     }
     for k in ("cloud_kind",):
         if k in summary:

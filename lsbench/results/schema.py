@@ -30,7 +30,7 @@ OPTIONAL = {
     "method_version": str, "reference": (str, type(None)), "hparams": dict,
     "sweep_point": (str, type(None)), "cost_to_target": dict,
     "headline_profile": str, "unit": str, "units": int, "cloud_kind": str,
-    "error": str, "lsbench_version": str, "target": (int, float, type(None)),
+    "error": str, "lsbench_version": str, "stopped_early": bool, "target": (int, float, type(None)),
 }
 
 

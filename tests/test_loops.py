@@ -1,0 +1,67 @@
+"""Inference and planning loops on the tiny plugins: billing per real row, resume, extremes."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from lsbench.harness.runner import RunConfig, execute
+
+from conftest import PLUGINS
+
+INFER_TASK = os.path.join(PLUGINS, "tiny_infer.py") + ":TASK"
+INFER_METHOD = os.path.join(PLUGINS, "tiny_infer.py") + ":Cascade"
+PLAN_TASK = os.path.join(PLUGINS, "tiny_plan.py") + ":TASK"
+PLAN_METHOD = os.path.join(PLUGINS, "tiny_plan.py") + ":AskOnce"
+N, D = 100, 6  # tiny_infer: 100 test rows of 6 float32 features, batch 32 (last batch padded)
+
+
+def run(tmp, task, method, name="r", **kw):
+    cfg = RunConfig(task=task, method=method, seed=0, workdir=str(tmp / name), data_dir=str(tmp / "d"), **kw)
+    return execute(cfg, log=lambda s: None)
+
+
+@pytest.mark.parametrize("tau,rate", [(0.0, 0.0), (1.01, 1.0)])
+def test_cascade_extremes_and_exact_bytes(tmp_path, tau, rate):
+    f = run(tmp_path, INFER_TASK, INFER_METHOD, hparams={"tau": tau})
+    m, c = f["metrics"], f["costs"]
+    assert m["offload_rate"] == rate
+    sent = int(round(rate * N))
+    assert c["bytes_up"] == sent * D * 4       # fp32 features of each sent row, padding unbilled
+    assert c["bytes_down"] == sent * 4         # one int32 prediction per sent row
+    assert c["messages"] == 2 * sent
+    assert (c["cloud_flops"] > 0) == (sent > 0)
+
+
+def test_cascade_cloud_answers_improve_accuracy_and_cost_more(tmp_path):
+    lo = run(tmp_path, INFER_TASK, INFER_METHOD, "a", hparams={"tau": 0.0})
+    hi = run(tmp_path, INFER_TASK, INFER_METHOD, "b", hparams={"tau": 1.01})
+    assert hi["metrics"]["accuracy"] == 1.0 > lo["metrics"]["accuracy"]  # the cloud holds the true model
+    assert hi["derived"]["lte"]["latency_mean_s"] > lo["derived"]["lte"]["latency_mean_s"]
+
+
+def test_edge_flops_billed_per_real_example(tmp_path):
+    # The edge's only matmul is x @ w (6 x 3) per example: 2*6*3 FLOPs, for 100 rows, not 128 padded ones.
+    f = run(tmp_path, INFER_TASK, INFER_METHOD, hparams={"tau": 0.0})
+    assert f["costs"]["edge_flops"] == N * 2 * D * 3
+
+
+def test_infer_resume_equals_uninterrupted(tmp_path):
+    full = run(tmp_path, INFER_TASK, INFER_METHOD, "full")
+    run(tmp_path, INFER_TASK, INFER_METHOD, "part", max_units=2, checkpoint_every=1)
+    res = run(tmp_path, INFER_TASK, INFER_METHOD, "part", resume=True)
+    assert res["metrics"] == full["metrics"] and res["costs"] == full["costs"]
+    rows = [json.loads(line)["step"] for line in open(tmp_path / "part" / "metrics.jsonl")]
+    assert len(rows) == len(set(rows))
+
+
+def test_plan_bytes_equal_layout_times_calls(tmp_path):
+    f = run(tmp_path, PLAN_TASK, PLAN_METHOD)
+    calls = f["metrics"]["calls_per_episode"] * 300
+    assert calls == 300 and f["metrics"]["success"] == 1.0
+    assert f["costs"]["bytes_up"] == calls * 1 and f["costs"]["bytes_down"] == calls * 1
+
+
+def test_plan_without_cloud_fails_more(tmp_path):
+    f = run(tmp_path, PLAN_TASK, PLAN_METHOD, hparams={"ask": False})
+    assert f["costs"]["bytes_up"] == 0 and f["metrics"]["success"] < 1.0
