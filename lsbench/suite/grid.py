@@ -120,7 +120,7 @@ def _family(spec) -> str:
 def _label(name: str, spec) -> str:
     """'arith.edge-only' -> 'edge-only' on a task of that family; paths -> file stem."""
     if name.endswith(".py") or ".py:" in name:
-        stem = os.path.splitext(os.path.basename(name.split(".py:")[0] + ".py"))[0]
+        stem = os.path.splitext(os.path.basename(name.split(".py:")[0]))[0]
         return stem + (":" + name.split(".py:")[1] if ".py:" in name else "")
     fam, dot, short = name.partition(".")
     if dot and ":" not in name and (spec is None or fam in (_family(spec), spec.track, *api.TRACKS)):
