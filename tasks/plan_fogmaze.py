@@ -65,26 +65,28 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
     def train_fn():
         x, y, w = expert_rows()
         keep = w > 0
-        return policies.bc_dagger(jax.random.PRNGKey(c["train_seed"]), edge, x[keep], y[keep], collect,
-                                  members=K, rounds=c["dagger_rounds"], steps=c["train_steps"],
-                                  batch=256, lr=3e-3, log=log)
+        ens = policies.bc_dagger(jax.random.PRNGKey(c["train_seed"]), edge, x[keep], y[keep], collect,
+                                 members=K, rounds=c["dagger_rounds"], steps=c["train_steps"],
+                                 batch=256, lr=3e-3, log=log)
+        member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
+        # References on the test set: edge-only (greedy member 0) and the exact solver.
+        greedy = lambda o, i, s: jnp.argmax(apply(member0, o)).astype(jnp.int32)
+        ref = [np.mean(jax.device_get(rollout(env, test, T(test), pol, label)["success"]))
+               for pol in (greedy, lambda o, i, s: label(i, s))]
+        # Calibration split (for learned routers): states the edge visits on other instances.
+        cr = jax.device_get(rollout(env, calib, T(calib), greedy, label, keep_obs=True))
+        act = cr["active"].reshape(-1)
+        cal = {"obs": jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[act], cr["obs"]),
+               "expert": cr["y"].reshape(-1)[act]}
+        return {"edge": ens, "ref_success": np.array(ref, np.float64), "calib": cal}
 
     recipe = {"task": spec.name, "version": spec.version, "config": {k: v for k, v in c.items()},
-              "model": "mlp", "hidden": hidden}
-    ens, model_hash = cache.cached_params(data_dir, spec.name.replace("/", "-") + "-edge", recipe,
+              "model": "mlp", "hidden": hidden, "test": _hash(test), "calib": _hash(calib)}
+    got, model_hash = cache.cached_params(data_dir, spec.name.replace("/", "-") + "-edge", recipe,
                                           train_fn, log=log)
+    ens, cal = got["edge"], got["calib"]
+    ref_edge, ref_cloud = (float(v) for v in got["ref_success"])
     member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
-
-    # References on the test set: edge-only (greedy member 0) and the exact solver.
-    greedy = lambda o, i, s: jnp.argmax(apply(member0, o)).astype(jnp.int32)
-    ref_edge = float(np.mean(jax.device_get(rollout(env, test, T(test), greedy, label)["success"])))
-    ref_cloud = float(np.mean(jax.device_get(
-        rollout(env, test, T(test), lambda o, i, s: label(i, s), label)["success"])))
-    # Calibration split (for learned routers): states the edge visits on other instances.
-    cr = jax.device_get(rollout(env, calib, T(calib), greedy, label, keep_obs=True))
-    act = cr["active"].reshape(-1)
-    cal = {"obs": jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[act], cr["obs"]),
-           "expert": cr["y"].reshape(-1)[act]}
 
     max_opt = int(np.max(test["opt"]))
     ctx = api.TaskContext(

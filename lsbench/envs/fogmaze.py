@@ -100,7 +100,7 @@ def plan(dist, pos, k: int):
     def body(p, _):
         a = expert_action(dist, p)
         at_goal = dist[p[0], p[1]] == 0
-        return jnp.where(at_goal, p, p + DIRS[a]), a
+        return jnp.where(at_goal, p, p + jnp.asarray(DIRS)[a]), a
     return jax.lax.scan(body, pos.astype(jnp.int32), None, length=k)[1]
 
 
