@@ -63,6 +63,7 @@ def _modeldef(name, body: nn.Module, classes: int, input_shape, info) -> api.Mod
     head = Head(classes)
     x0 = jnp.zeros((1,) + tuple(input_shape), jnp.float32)
 
+    @jax.jit
     def init(rng):
         kb, kh = jax.random.split(rng)
         pb = body.init(kb, x0).get("params", {})

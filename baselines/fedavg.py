@@ -1,0 +1,67 @@
+"""FedAvg (McMahan et al., AISTATS 2017) and FedProx (Li et al., MLSys 2020).
+
+Every client trains ``ctx.models['edge']`` (all tiers alike) from the global
+weights with local SGD; the cloud averages the uplinked weights, weighted by
+examples. Wire per client and round: the model down, the model up. FedProx
+adds (mu / 2) ||w - w_global||^2 to the local loss. A client keeps its last
+locally trained model as its personal edge model.
+"""
+from __future__ import annotations
+
+from lsbench import api
+from baselines._train_common import make_optimizer, opt_step, prox_term, supervised_loss, weighted_average
+
+
+class FedAvg(api.TrainMethod):
+    manifest = api.Manifest(
+        name="fedavg", tracks=("train",), description="federated averaging of the edge model",
+        paper="McMahan et al., Communication-Efficient Learning of Deep Networks from "
+              "Decentralized Data, AISTATS 2017")
+    default_hparams = {"lr": 0.05, "momentum": 0.9, "mu": 0.0}
+    sweep = ({"lr": 0.02}, {"lr": 0.05}, {"lr": 0.1})
+
+    @property
+    def model(self):
+        return self.ctx.models["edge"]
+
+    def _tx(self):
+        return make_optimizer(self.hp)
+
+    def init(self, rng):
+        return self.model.init(rng)
+
+    def init_edge(self, tier, rng):
+        return self.model.init(rng)
+
+    def cloud_downlink(self, cloud, tier, ids):
+        return cloud
+
+    def client_init(self, edge_state, down, rng):
+        return {"params": down, "opt": self._tx().init(down), "anchor": down}
+
+    def client_step(self, cs, batch, rng):
+        base = supervised_loss(self.model.apply)
+        mu = float(self.hp.get("mu", 0.0))
+        loss_fn = (lambda p, b: base(p, b) + prox_term(p, cs["anchor"], mu)) if mu > 0 else base
+        params, opt, loss = opt_step(self._tx(), cs["params"], cs["opt"], batch, loss_fn)
+        return {"params": params, "opt": opt, "anchor": cs["anchor"]}, loss
+
+    def client_final(self, cs, edge_state, rng):
+        return cs["params"], cs["params"]
+
+    def cloud_update(self, cloud, uplinks, weights, ids, rng):
+        return weighted_average(uplinks, weights)
+
+    def predict_edge(self, edge_state, x):
+        return self.model.apply(edge_state, x)
+
+    def predict_global_edge(self, cloud, x):
+        return self.model.apply(cloud, x)
+
+
+class FedProx(FedAvg):
+    manifest = api.Manifest(
+        name="fedprox", tracks=("train",), description="FedAvg with a proximal term mu",
+        paper="Li et al., Federated Optimization in Heterogeneous Networks, MLSys 2020")
+    default_hparams = {"lr": 0.05, "momentum": 0.9, "mu": 0.01}
+    sweep = ({"mu": 0.001}, {"mu": 0.01}, {"mu": 0.1}, {"mu": 1.0})

@@ -1,0 +1,57 @@
+"""Centralized reference: all training data pooled in one place (``pooled``:
+the harness makes a single client of every client's data), training the edge
+model and the cloud model side by side. Not a collaboration method; its bytes
+only reflect moving the two models to and from the pooled trainer."""
+from __future__ import annotations
+
+import jax
+
+from lsbench import api
+from baselines._train_common import make_optimizer, opt_step, supervised_loss
+
+ROLES = ("edge", "cloud")
+
+
+class Centralized(api.TrainMethod):
+    manifest = api.Manifest(name="centralized", tracks=("train",), reference="centralized",
+                            description="pooled-data training of the edge and the cloud model")
+    default_hparams = {"lr": 0.003, "optimizer": "adam"}
+    sweep = ({"lr": 0.001}, {"lr": 0.003}, {"lr": 0.01})
+    pooled = True
+
+    def init(self, rng):
+        return {r: self.ctx.models[r].init(rng) for r in ROLES}
+
+    def init_edge(self, tier, rng):
+        return self.ctx.models["edge"].init(rng)
+
+    def cloud_downlink(self, cloud, tier, ids):
+        return cloud
+
+    def client_init(self, edge_state, down, rng):
+        tx = make_optimizer(self.hp)
+        return {"params": down, "opt": {r: tx.init(down[r]) for r in ROLES}}
+
+    def client_step(self, cs, batch, rng):
+        tx, params, opt, total = make_optimizer(self.hp), {}, {}, 0.0
+        for r in ROLES:
+            params[r], opt[r], loss = opt_step(tx, cs["params"][r], cs["opt"][r], batch,
+                                               supervised_loss(self.ctx.models[r].apply))
+            total = total + loss
+        return {"params": params, "opt": opt}, total / len(ROLES)
+
+    def client_final(self, cs, edge_state, rng):
+        return cs["params"]["edge"], cs["params"]
+
+    def cloud_update(self, cloud, uplinks, weights, ids, rng):
+        (up,) = uplinks.values()  # the single pooled client
+        return jax.tree_util.tree_map(lambda a: a[0], up)
+
+    def predict_edge(self, edge_state, x):
+        return self.ctx.models["edge"].apply(edge_state, x)
+
+    def predict_global_edge(self, cloud, x):
+        return self.ctx.models["edge"].apply(cloud["edge"], x)
+
+    def predict_cloud(self, cloud, x):
+        return self.ctx.models["cloud"].apply(cloud["cloud"], x)
