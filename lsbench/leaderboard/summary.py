@@ -46,6 +46,7 @@ def make_row(info, method, point, runs) -> dict:
         "task": info["task"], "method": method, "sweep_point": point,
         "reference": runs[0].final.get("reference"), "hparams": runs[0].final.get("hparams", {}),
         "seeds": n, "runs": len(runs),
+        "stopped_early": sum(bool(r.final.get("stopped_early")) for r in runs),
         "not_completed": sorted({r.final["status"] for r in runs} - {"completed"}),
         "mean": mean, "ci95": ci,
         "bytes_up": costs("bytes_up"), "bytes_down": costs("bytes_down"),

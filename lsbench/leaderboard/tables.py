@@ -35,7 +35,7 @@ def columns(task) -> list[tuple[str, callable]]:
         ("method", lambda r: r["method"] + (f" [{r['reference']}, not ranked]" if r["reference"] else "")),
         ("sweep point", lambda r: r["sweep_point"]),
         (f"{pm} (mean ± 95% CI)", metric_str),
-        ("seeds", lambda r: f"{r['seeds']}/{r['runs']}"),
+        ("seeds", lambda r: f"{r['seeds']}/{r['runs']}" + (" (stopped early)" if r.get("stopped_early") else "")),
         ("bytes up", lambda r: si(r["bytes_up"], "B")),
         ("bytes down", lambda r: si(r["bytes_down"], "B")),
         ("edge FLOPs", lambda r: si(r["edge_flops"])),
@@ -62,7 +62,7 @@ def markdown(task) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_KEYS = ("rank", "task", "method", "sweep_point", "reference", "seeds", "runs", "mean", "ci95",
+CSV_KEYS = ("rank", "task", "method", "sweep_point", "reference", "seeds", "runs", "stopped_early", "mean", "ci95",
             "bytes_up", "bytes_down", "bytes", "edge_flops", "cloud_flops", "cloud_nodes",
             "latency_mean_s", "latency_p95_s", "edge_energy_j", "reached", "wall_s")
 
