@@ -120,3 +120,14 @@ def test_sigkill_then_rerun_skips_finished_runs_and_completes(tmp_path):
     again = subprocess.run(_suite_cmd(preset, wd, "--strict"), capture_output=True, text=True, cwd=ROOT)
     assert again.returncode == 1 and "0 to run" in again.stdout and "1 failed" in again.stdout
     assert os.stat(first[0]).st_mtime_ns == mtime
+
+
+def test_a_tasks_first_run_goes_alone():
+    from lsbench.suite.grid import RunItem
+    from lsbench.suite.runner import Suite
+    mk = lambda t, s: RunItem(t, t, "train", "m", "m", s, {}, "default")  # noqa: E731
+    a0, a1, b0 = mk("a", 0), mk("a", 1), mk("b", 0)
+    running = {"p": (a0, 0.0)}
+    assert Suite._next([a1, b0], running, warm=set()) is b0            # a is still building
+    assert Suite._next([a1], running, warm=set()) is None
+    assert Suite._next([a1, b0], running, warm={"a"}) is a1            # a is warm: run in parallel
