@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import PLUGINS
 from lsbench import api
 from lsbench.harness.runner import RunConfig, execute
 from lsbench.task import TaskSpec
 
+PLUGINS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins")
 sys.path.insert(0, PLUGINS)
 import tiny_train  # noqa: E402
 
@@ -63,8 +63,31 @@ def run(tmp, method, task=HET_REF, name=None, **kw):
     return execute(cfg, log=lambda s: None)
 
 
-@pytest.mark.parametrize("method", ["fedmd", "dsfl"])
+@pytest.mark.parametrize("method", ["heterofl", "fedmd", "feddf", "dsfl", "bikd"])
 def test_methods_complete_on_tiny(tmp_path, method):
     f = run(tmp_path, method)
     assert f["status"] == "completed"
     assert f["costs"]["bytes_up"] > 0 and f["costs"]["edge_flops"] > 0
+
+
+def _loop(method, hp=None, spec=HET):
+    from lsbench.harness.train_loop import TrainLoop
+    from lsbench.metering.flops import FlopMeter
+    from lsbench.registry import load_method
+    inst = spec.build("", 0)
+    cls = load_method(method, spec)
+    m = cls(inst.ctx, dict(cls.default_hparams, **SMALL_HP.get(method, {}), **(hp or {})))
+    return TrainLoop(inst, m, 0, FlopMeter()), inst
+
+
+@pytest.mark.parametrize("method", ["heterofl", "fedmd"])
+def test_edge_states_differ_in_shape_across_tiers(method):
+    loop, inst = _loop(method)
+    state = loop.init_state()
+    state, _, ok = loop.run_unit(state, 0)
+    assert ok
+    small, full = (jax.tree_util.tree_leaves(state["edge"][t]) for t in range(2))
+    # leading axis = that tier's clients; the per-client shapes differ between tiers
+    assert [a.shape[1:] for a in small] != [a.shape[1:] for a in full]
+    assert sum(a[0].size for a in small) < sum(a[0].size for a in full)
+    assert small[0].shape[0] + full[0].shape[0] == len(inst.train_n)

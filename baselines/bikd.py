@@ -1,0 +1,73 @@
+"""BiKD: two-way (bidirectional) cloud<->edge knowledge distillation on a shared public batch.
+
+This is the survey's "dual-directional knowledge distillation between large
+models at the cloud side and small models at the edge side", implemented as
+federated deep mutual learning (Zhang et al., CVPR 2018, DML) between one
+large cloud model and many small edge models, with FedET's confidence-
+weighted consensus (Cho et al., IJCAI 2022) for the edge->cloud direction.
+No weights ever cross the link; only soft labels on the public split do.
+
+Protocol, round r (W_r = the r-th window of ``n_pub`` public rows; T = ``T``):
+ 1. down (cloud->edge): the cloud's soft labels ``softmax(z_cloud / T)`` on
+    W_{r-1}, computed after its own update in round r-1 (none in round 0),
+    plus the round counter.
+ 2. edge digests them: ``digest_steps`` SGD (momentum) steps of
+    T²·CE(softmax(z_edge / T), cloud labels) on W_{r-1} (cloud teaches edge);
+ 3. edge trains on its private labelled data (cross-entropy, local steps);
+ 4. up (edge->cloud): the edge's soft labels ``softmax(z_edge / T)`` on W_r;
+ 5. the cloud aggregates them per row with weights n_c · exp(-H(p_c,row))
+    (example count times confidence, FedET-style), trains its large model
+    (``ctx.models['cloud']``) for ``cloud_steps`` steps of T²·CE to the
+    consensus on W_r (edge teaches cloud), then computes its own soft labels
+    on W_r for step 1 of round r+1.
+Edge models are per-client and persistent; their architecture follows the
+client's tier (``edge/<tier>``), so tiers may differ. Both sides are reported:
+``edge_accuracy`` (mean of client models on the global test set),
+``edge_personal_accuracy`` and ``cloud_accuracy``.
+Wire per client per round: up ``4 * n_pub * C``, down ``4 * n_pub * C + 4``.
+"""
+import jax
+import jax.numpy as jnp
+
+from baselines import _distill as kd
+from baselines._train_common import make_optimizer
+from lsbench import api
+
+
+class BiKD(kd.PublicExchange):
+    manifest = api.Manifest(
+        name="bikd", tracks=("train",),
+        description="bidirectional cloud<->edge distillation of soft labels on a shared public batch",
+        paper="Zhang et al., Deep Mutual Learning, CVPR 2018; Cho et al., Heterogeneous Ensemble "
+              "Knowledge Transfer for Training Large Models in Federated Learning (Fed-ET), IJCAI 2022")
+    default_hparams = dict(kd.PublicExchange.common_hparams, n_pub=1000, T=2.0, cloud_steps=100,
+                           cloud_batch=128, cloud_lr=1e-3)
+    sweep = ({"n_pub": 300}, {"cloud_steps": 300})
+
+    def payload(self, logits):
+        return jax.nn.softmax(logits / float(self.hp["T"]), -1)
+
+    def digest_loss(self, logits, target):
+        return kd.probs_xent(logits, target, T=float(self.hp["T"]))
+
+    def cloud_init_extra(self, rng):
+        return {"cloud": self.ctx.models["cloud"].init(rng)}
+
+    def cloud_target(self, cloud, uplinks, weights, rng):
+        T = float(self.hp["T"])
+        probs = jnp.concatenate([u for u in uplinks.values()])            # [k, n_pub, C]
+        n = jnp.concatenate([jnp.asarray(w, jnp.float32) for w in weights.values()])
+        ent = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), -1)    # [k, n_pub]
+        w = n[:, None] * jnp.exp(-ent)
+        consensus = jnp.einsum("kn,knc->nc", w, probs) / jnp.maximum(w.sum(0), 1e-12)[:, None]
+        xw = self.xpub[kd.public_window(cloud["r"], self.n_pub, self.xpub.shape[0])]
+        apply = self.ctx.models["cloud"].apply
+        tx = make_optimizer({"lr": self.hp["cloud_lr"], "optimizer": "adam"})
+        big = kd.fit(tx, cloud["extra"]["cloud"],
+                     lambda p, i, m: kd.probs_xent(apply(p, xw[i]), consensus[i], T=T),
+                     self.n_pub, int(self.hp["cloud_steps"]), int(self.hp["cloud_batch"]), rng)
+        labels = jax.nn.softmax(kd.predict_rows(apply, big, xw) / T, -1)
+        return labels, {"cloud": big}
+
+    def predict_cloud(self, cloud, x):
+        return self.ctx.models["cloud"].apply(cloud["extra"]["cloud"], x)
