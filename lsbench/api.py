@@ -197,6 +197,10 @@ class InferMethod(Method):
         zeros. Returns (carry, downlink); downlink rows reach the rows sent."""
         raise NotImplementedError
 
+    # Optional: used instead of ``cloud_turn`` on a batch's first turn (same
+    # signature, metered on its own), e.g. to prefill a prompt's KV cache once.
+    cloud_first_turn: Optional[Callable] = None
+
     def finalize(self, edge_state, carry) -> Mapping[str, Array]:
         """Predictions, e.g. ``{'pred': int32[B]}`` or ``{'tokens': int32[B, N]}``."""
         raise NotImplementedError

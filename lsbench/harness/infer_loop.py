@@ -75,6 +75,7 @@ class InferLoop:
         self.j_cstart = jax.jit(m.cloud_start, static_argnums=1)
         self.j_edge = jax.jit(self._edge_turn)
         self.j_cloud = jax.jit(self._cloud_turn)
+        self.j_cloud0 = jax.jit(lambda *a: self._cloud_turn(*a, first=True))
         self.j_final = jax.jit(m.finalize)
         self._abs = None
 
@@ -85,8 +86,12 @@ class InferLoop:
         delivered, ubytes = _transmit(self.up, up, send)  # the cloud gets what the edge sent
         return carry, delivered, send, jnp.asarray(done, bool), ubytes
 
-    def _cloud_turn(self, cs, ccarry, delivered, send, key):
-        ccarry, down = self.m.cloud_turn(cs, ccarry, delivered, key)
+    def _cloud_fn(self, first=False):
+        return (self.m.cloud_first_turn if first and self.m.cloud_first_turn is not None
+                else self.m.cloud_turn)
+
+    def _cloud_turn(self, cs, ccarry, delivered, send, key, first=False):
+        ccarry, down = self._cloud_fn(first)(cs, ccarry, delivered, key)
         got, dbytes = self.down.transmit_rows(_rows(down, send))
         return ccarry, api.Inbox(got.data, send), dbytes
 
@@ -140,6 +145,7 @@ class InferLoop:
             "start": meter.count("edge_start", m.edge_start, es, batch),
             "edge": meter.count("edge_turn", m.edge_turn, es, carry, inbox, k),
             "cloud": meter.count("cloud_turn", m.cloud_turn, cs, ccarry, up, k),
+            "cloud0": meter.count("cloud_first_turn", self._cloud_fn(True), cs, ccarry, up, k),
             "cstart": meter.count("cloud_start", lambda c: m.cloud_start(c, B), cs),
             "final": meter.count("finalize", m.finalize, es, carry),
             "preds": jax.eval_shape(m.finalize, es, carry),
@@ -188,17 +194,19 @@ class InferLoop:
             tkey = jax.random.fold_in(bkey, t)
             carry, delivered, send, d, ub = self.j_edge(es, carry, inbox, jnp.asarray(active), tkey)
             send_np = np.asarray(send)
-            ccarry, inbox, db = self.j_cloud(cs, ccarry, delivered, send, jax.random.fold_in(tkey, 1))
+            j_cloud = self.j_cloud0 if t == 0 else self.j_cloud
+            ccarry, inbox, db = j_cloud(cs, ccarry, delivered, send, jax.random.fold_in(tkey, 1))
             ok = ok and bool(_finite(delivered)) and bool(_finite(inbox.msg))
             first = t == 0
             ef = a["edge"].matmul + (a["start"].matmul if first else 0)
             efa = a["edge"].total + (a["start"].total if first else 0)
             cfx = np.where(send_np & ~ever_sent, a["cstart"].matmul, 0)
+            ca = a["cloud0"] if first else a["cloud"]
             row = {
                 "edge_flops": np.where(active, ef, 0) // B,
                 "edge_flops_all": np.where(active, efa, 0) // B,
-                "cloud_flops": (np.where(send_np, a["cloud"].matmul, 0) + cfx) // B,
-                "cloud_flops_all": (np.where(send_np, a["cloud"].total, 0) + cfx) // B,
+                "cloud_flops": (np.where(send_np, ca.matmul, 0) + cfx) // B,
+                "cloud_flops_all": (np.where(send_np, ca.total, 0) + cfx) // B,
                 "bytes_up": np.asarray(ub, np.int64), "bytes_down": np.asarray(db, np.int64),
                 "messages": send_np.astype(np.int64) * 2,
             }
