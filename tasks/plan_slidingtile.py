@@ -1,0 +1,80 @@
+"""plan/slidingtile: the 3x3 sliding puzzle; both sides see the board, the gap
+is capacity. The edge policy has a published parameter cap (it cannot hold
+the 181,440-state table); the cloud is the exact solver over that table (built
+by BFS, cached under data_dir), billed in expanded nodes.
+
+Test puzzles: random walks of depth uniform in [depth_min, depth_max] from the
+goal (``test_seed``). Messages: up = the board, 4 bits per tile (5 bytes);
+down = k actions, 2 bits each. Budget per episode: 2 x optimal length + 10.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lsbench.envs.slidingtile import SlidingTile, build_table, scramble
+from lsbench.models import cache
+from lsbench.task import TaskError, TaskSpec
+from tasks.plan_fogmaze import _batched, assemble
+
+
+def distance_table(data_dir, log=print):
+    """The exact 3x3 distance table (int8[9!]), built once by BFS and cached."""
+    got, h = cache.cached_params(data_dir, "plan-slidingtile-table",
+                                 {"what": "3x3 sliding puzzle BFS distance table", "goal": "12345678_"},
+                                 lambda: {"dist": build_table()}, log=log)
+    return got["dist"], h
+
+
+def _puzzles(env, seed, count, dmin, dmax):
+    """``count`` scrambles with depth uniform in [dmin, dmax] and optimal length > 0."""
+    dmax_walk = dmax
+
+    def one(key):
+        kd, ks = jax.random.split(key)
+        d = jax.random.randint(kd, (), dmin, dmax + 1)
+        b = scramble(ks, d, dmax_walk)
+        return {"board": b, "opt": env.distance(b), "depth": d}
+
+    got = _batched(one, jax.random.split(jax.random.PRNGKey(seed), 2 * count))
+    keep = np.flatnonzero(got["opt"] > 0)[:count]
+    return {k: v[keep] for k, v in got.items()}
+
+
+def build(spec, data_dir, seed):
+    c = spec.config
+    if not 1 <= c["depth_min"] <= c["depth_max"] <= 60:
+        raise TaskError(f"{spec.name}: scramble depths {c['depth_min']}..{c['depth_max']} invalid; "
+                        "use 1 <= depth_min <= depth_max <= 60")
+    table, table_hash = distance_table(data_dir)
+    env = SlidingTile(table)
+    test = _puzzles(env, c["test_seed"], c["episodes"], c["depth_min"], c["depth_max"])
+    train = _puzzles(env, c["train_seed"], c["train_puzzles"], 1, c["train_depth_max"])
+    calib = _puzzles(env, c["train_seed"] + 1, c["calib_puzzles"], c["depth_min"], c["depth_max"])
+    label = lambda inst, s: env.expert_action(s["board"])
+    inst = assemble(spec, data_dir, env, test, train, calib, label,
+                    cloud_plan=lambda world, up, k: env.plan(env.decode_up(up), k),
+                    cloud_cost=lambda world, up: env.nodes_expanded(env.decode_up(up)))
+    inst.hashes = {**inst.hashes, "distance_table": table_hash}
+    return inst
+
+
+_BASE = {"family": "plan", "env": "slidingtile", "edge_hidden": [96, 96], "edge_param_cap": 20_000,
+         "ensemble": 3, "dagger_rounds": 3, "test_seed": 3_000, "train_seed": 4_000}
+
+TASK = TaskSpec(
+    name="plan/slidingtile", version="1", track="plan", tier="default", primary_metric="success",
+    description="3x3 sliding puzzle, scrambles of depth 8..40; edge MLP capped at 20K params, cloud = "
+                "exact distance-table solver. 1000 fixed test puzzles.",
+    config={**_BASE, "depth_min": 8, "depth_max": 40, "episodes": 1000, "train_puzzles": 4096,
+            "train_depth_max": 40, "calib_puzzles": 256, "dagger_episodes": 1024, "train_steps": 3000},
+    builder=build)
+
+SMALL = TaskSpec(
+    name="plan/slidingtile-small", version="1", track="plan", tier="small", primary_metric="success",
+    description="CI tier of plan/slidingtile: scrambles of depth 4..24, 256 test puzzles.",
+    config={**_BASE, "depth_min": 4, "depth_max": 24, "episodes": 256, "train_puzzles": 1024,
+            "train_depth_max": 24, "calib_puzzles": 128, "dagger_episodes": 256, "train_steps": 800,
+            "dagger_rounds": 2},
+    builder=build)
