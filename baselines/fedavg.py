@@ -5,8 +5,17 @@ weights with local SGD; the cloud averages the uplinked weights, weighted by
 examples. Wire per client and round: the model down, the model up. FedProx
 adds (mu / 2) ||w - w_global||^2 to the local loss. A client keeps its last
 locally trained model as its personal edge model.
+
+Stragglers (tasks with ``budgets['stragglers'] > 0``): as in the FedProx paper,
+FedAvg drops clients that did not finish their local work (``drop_stragglers``)
+while FedProx aggregates their partial work. There, the uplink also carries
+the client's local step count (an int32, 4 bytes) and the cloud compares it
+with the task's step budget min(max_local_steps, ceil(epochs * n / batch)).
 """
 from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
 
 from lsbench import api
 from baselines._train_common import make_optimizer, opt_step, prox_term, supervised_loss, weighted_average
@@ -17,8 +26,12 @@ class FedAvg(api.TrainMethod):
         name="fedavg", tracks=("train",), description="federated averaging of the edge model",
         paper="McMahan et al., Communication-Efficient Learning of Deep Networks from "
               "Decentralized Data, AISTATS 2017")
-    default_hparams = {"lr": 0.05, "momentum": 0.9, "mu": 0.0}
+    default_hparams = {"lr": 0.05, "momentum": 0.9, "mu": 0.0, "drop_stragglers": True}
     sweep = ({"lr": 0.02}, {"lr": 0.05}, {"lr": 0.1})
+
+    @property
+    def _counts_steps(self):
+        return float(self.ctx.budgets.get("stragglers", 0.0)) > 0
 
     @property
     def model(self):
@@ -37,20 +50,36 @@ class FedAvg(api.TrainMethod):
         return cloud
 
     def client_init(self, edge_state, down, rng):
-        return {"params": down, "opt": self._tx().init(down), "anchor": down}
+        return {"params": down, "opt": self._tx().init(down), "anchor": down,
+                "steps": jnp.zeros((), jnp.int32)}
 
     def client_step(self, cs, batch, rng):
         base = supervised_loss(self.model.apply)
         mu = float(self.hp.get("mu", 0.0))
         loss_fn = (lambda p, b: base(p, b) + prox_term(p, cs["anchor"], mu)) if mu > 0 else base
         params, opt, loss = opt_step(self._tx(), cs["params"], cs["opt"], batch, loss_fn)
-        return {"params": params, "opt": opt, "anchor": cs["anchor"]}, loss
+        return {"params": params, "opt": opt, "anchor": cs["anchor"], "steps": cs["steps"] + 1}, loss
 
     def client_final(self, cs, edge_state, rng):
+        if self._counts_steps:
+            return cs["params"], {"params": cs["params"], "steps": cs["steps"]}
         return cs["params"], cs["params"]
 
+    def _expected_steps(self, n):
+        b = self.ctx.budgets
+        steps = jnp.ceil(float(b["local_epochs"]) * n / int(b["batch_size"]))
+        return jnp.maximum(jnp.minimum(steps, int(b["max_local_steps"])), 1)
+
     def cloud_update(self, cloud, uplinks, weights, ids, rng):
-        return weighted_average(uplinks, weights)
+        if not self._counts_steps:
+            return weighted_average(uplinks, weights)
+        w = {t: jnp.asarray(weights[t], jnp.float32) for t in weights}
+        if self.hp.get("drop_stragglers", False):
+            w = {t: w[t] * (uplinks[t]["steps"] >= self._expected_steps(w[t])) for t in w}
+        total = sum(v.sum() for v in w.values())
+        avg = weighted_average({t: u["params"] for t, u in uplinks.items()}, w)
+        # keep the old model when every sampled client straggled
+        return jax.tree_util.tree_map(lambda a, c: jnp.where(total > 0, a, c), avg, cloud)
 
     def predict_edge(self, edge_state, x):
         return self.model.apply(edge_state, x)
@@ -63,5 +92,5 @@ class FedProx(FedAvg):
     manifest = api.Manifest(
         name="fedprox", tracks=("train",), description="FedAvg with a proximal term mu",
         paper="Li et al., Federated Optimization in Heterogeneous Networks, MLSys 2020")
-    default_hparams = {"lr": 0.05, "momentum": 0.9, "mu": 0.01}
+    default_hparams = {"lr": 0.05, "momentum": 0.9, "mu": 0.01, "drop_stragglers": False}
     sweep = ({"mu": 0.001}, {"mu": 0.01}, {"mu": 0.1}, {"mu": 1.0})

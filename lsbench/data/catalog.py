@@ -18,6 +18,8 @@ from lsbench.task import TaskError
 
 BUILTIN = ("digits", "mnist1d", "synthetic")
 REAL = ("emnist", "cifar10")
+REAL_CLASSES = {"cifar10": 10, "emnist/balanced": 47, "emnist/byclass": 62, "emnist/bymerge": 47,
+                "emnist/digits": 10, "emnist/letters": 37, "emnist/mnist": 10}
 
 
 @dataclasses.dataclass
@@ -91,11 +93,11 @@ def _real(name, data_dir, cfg) -> Dataset:
         src = tfds_util.catalog_source(tf_name, data_dir, split)
         limit = cfg.get(f"max_{split}")
         n = len(src) if limit is None else min(len(src), int(limit))
-        recs = src.__getitems__(list(range(n)))
+        recs = [src[i] for i in range(n)]
         x = np.stack([np.asarray(r["image"]) for r in recs]).astype(np.float32) / 255.0
         y = np.array([int(r["label"]) for r in recs], np.int32)
         out[split] = (x, y)
-    classes = int(cfg.get("num_classes") or max(out["train"][1].max(), out["test"][1].max()) + 1)
-    if name == "cifar10":
-        classes = 10
+    if tf_name not in REAL_CLASSES:
+        raise TaskError(f"unknown {name} config '{tf_name}'; use one of {', '.join(REAL_CLASSES)}")
+    classes = REAL_CLASSES[tf_name]
     return Dataset(name, *out["train"], *out["test"], classes)
