@@ -89,6 +89,7 @@ def make_instance(key, n: int, braid: float, min_dist: int):
 
 def expert_action(dist, pos):
     """The first action (up, right, down, left order) that lowers the distance."""
+    dist = jnp.asarray(dist)
     G = dist.shape[0]
     nxt = jnp.clip(pos[None, :] + DIRS, 0, G - 1)
     d = dist[nxt[:, 0], nxt[:, 1]].astype(jnp.int32)
@@ -97,6 +98,8 @@ def expert_action(dist, pos):
 
 def plan(dist, pos, k: int):
     """The next ``k`` expert actions from ``pos`` (the solver's answer)."""
+    dist = jnp.asarray(dist)
+
     def body(p, _):
         a = expert_action(dist, p)
         at_goal = dist[p[0], p[1]] == 0
@@ -107,7 +110,7 @@ def plan(dist, pos, k: int):
 def nodes_expanded(dist, pos):
     """Cost of one exact answer: the rooms+passages a backward BFS from the goal
     expands before it reaches ``pos`` (every cell no farther than ``pos``)."""
-    d = dist.astype(jnp.int32)
+    d = jnp.asarray(dist).astype(jnp.int32)
     return jnp.sum(d <= d[pos[0], pos[1]]).astype(jnp.int32)
 
 

@@ -1,0 +1,271 @@
+"""Planning track (issue 8): environments, experts, messages and the must-show
+claims on the CI-sized tiers; default-tier reproductions are marked slow."""
+import json
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsbench.envs import (DIRS, budget_summary, pack_actions, pack_nibbles, packed_len, unpack_actions,
+                          unpack_nibbles, wilson)
+from lsbench.envs import fogmaze, slidingtile
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+@pytest.fixture(scope="module")
+def pdata(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("plandata"))
+
+
+def _run(task, method, data_dir, hp=None, seed=0):
+    """Runs a method on a task through the harness loop; returns (metrics, costs, traj)."""
+    from lsbench.harness.plan_loop import PlanLoop
+    from lsbench.harness.runner import merge_hparams
+    from lsbench.metering.flops import FlopMeter
+    from lsbench.registry import load_method, load_task
+    spec = load_task(task)
+    key = (task, data_dir)
+    if key not in _BUILT:
+        _BUILT[key] = spec.build(data_dir, seed)
+    inst = _BUILT[key]
+    cls = load_method(method, spec)
+    loop = PlanLoop(inst, cls(inst.ctx, merge_hparams(cls, hp or {})), seed, FlopMeter())
+    st = loop.init_state()
+    for u in range(loop.num_units):
+        st, _, _ = loop.run_unit(st, u)
+    out = loop.finish(st, [])
+    return out["metrics"], out["costs"], loop.trajectories(st), inst
+
+
+_BUILT = {}
+
+
+# ---- messages and metrics ------------------------------------------------------
+def test_action_and_nibble_packing_round_trip():
+    rng = np.random.default_rng(0)
+    for k in (1, 3, 4, 5, 17):
+        a = rng.integers(0, 4, k)
+        p = pack_actions(a)
+        assert p.dtype == jnp.uint8 and p.shape == (packed_len(k),)
+        np.testing.assert_array_equal(unpack_actions(p, k), a)
+    b = rng.permutation(9)
+    p = pack_nibbles(b)
+    assert p.shape == (5,)
+    np.testing.assert_array_equal(unpack_nibbles(p, 9), b)
+
+
+def test_wilson_interval_and_budget_summary():
+    lo, hi = wilson(50, 100)
+    assert lo < 0.5 < hi
+    lo2, hi2 = wilson(500, 1000)
+    assert hi2 - lo2 < hi - lo
+    assert wilson(0, 10)[0] == 0.0 and wilson(10, 10)[1] == 1.0
+    s = budget_summary([(1.0, 0.6), (3.0, 0.9)], edge_success=0.2, cloud_success=1.0, cloud_calls=20)
+    assert s["success_at_5pct"] == 0.6 and s["success_at_20pct"] == 0.9
+    assert s["gap_recovered_at_5pct"] == pytest.approx(0.5)
+    s = budget_summary([(10.0, 0.9)], 0.2, 1.0, 20)  # over budget: only edge-only counts
+    assert s["success_at_5pct"] == 0.2
+
+
+# ---- environments and experts ----------------------------------------------------
+def test_slidingtile_table_is_exact():
+    tab = slidingtile.build_table()
+    reach = tab >= 0
+    assert reach.sum() == slidingtile.NUM_STATES == math.factorial(9) // 2
+    env = slidingtile.SlidingTile(tab)
+    assert int(env.distance(jnp.asarray(slidingtile.GOAL))) == 0
+    # Bellman check on random reachable states: d(s) = 1 + min over moves d(s').
+    keys = jax.random.split(jax.random.PRNGKey(0), 200)
+    boards = jax.vmap(lambda k: slidingtile.scramble(k, 40, 40))(keys)
+
+    def check(b):
+        nb, ok = jax.vmap(lambda a: slidingtile.step_board(b, a))(jnp.arange(4))
+        d = jnp.where(ok, jax.vmap(env.distance)(nb), 999)
+        return env.distance(b), d.min()
+    d, dn = jax.vmap(check)(boards)
+    d, dn = np.asarray(d), np.asarray(dn)
+    assert np.all(d[d > 0] == dn[d > 0] + 1)
+    # Following the plan solves the puzzle in exactly d steps.
+    b = boards[0]
+    for a in env.plan(b, int(d[0])):
+        b, _ = slidingtile.step_board(b, a)
+    np.testing.assert_array_equal(b, slidingtile.GOAL)
+
+
+def _mazes(n=6, count=256, braid=0.15, seed=7):
+    mk = jax.jit(jax.vmap(lambda k: fogmaze.make_instance(k, n, braid, 2 * n)))
+    return jax.device_get(mk(jax.random.split(jax.random.PRNGKey(seed), count)))
+
+
+def test_maze_bfs_is_exact_and_braided():
+    n = 6
+    m = _mazes(n, 64)
+    free, dist = m["free"], m["dist"].astype(np.int64)
+    G = 2 * n + 1
+    for i in range(8):
+        f, d = free[i], dist[i]
+        assert f[0].sum() == 0 and f[:, 0].sum() == 0  # solid border
+        p = np.pad(d, 1, constant_values=G * G)
+        nb = np.minimum(np.minimum(p[:-2, 1:-1], p[2:, 1:-1]), np.minimum(p[1:-1, :-2], p[1:-1, 2:]))
+        goal = tuple(m["goal"][i])
+        ok = f.copy()
+        ok[goal] = False
+        assert np.all(d[ok] == nb[ok] + 1)
+        assert d[goal] == 0 and np.all(d[f] < G * G)  # connected
+    # A spanning tree has n^2 - 1 passages; braiding adds loops.
+    passages = free[:, 1:-1, 1:-1].sum((1, 2)) - n * n
+    assert np.all(passages >= n * n - 1) and np.mean(passages > n * n - 1) > 0.9
+    # The solver's plan reaches the goal in exactly opt steps.
+    env = fogmaze.FogMaze(n)
+    inst = jax.tree_util.tree_map(lambda a: a[0], m)
+    s, obs, world = env.reset(inst)
+    for a in fogmaze.plan(world["dist"], s["pos"], int(inst["opt"])):
+        s, obs, done, info = env.step(s, a)
+    assert bool(info["success"])
+
+
+def _wall_follower_success(m, n):
+    """Right-hand wall following under the task budget (2 * opt + 10)."""
+    env = fogmaze.FogMaze(n)
+    T = int(2 * m["opt"].max() + 10)
+
+    def episode(inst):
+        s, _, _ = env.reset(inst)
+
+        def body(c, _):
+            s, h, done = c
+            free = s["free"]
+            pos = s["pos"]
+            ok = lambda d: free[pos[0] + jnp.asarray(DIRS)[d % 4][0], pos[1] + jnp.asarray(DIRS)[d % 4][1]]
+            # prefer right, then straight, then left, then back
+            cand = jnp.array([h + 1, h, h + 3, h + 2]) % 4
+            oks = jax.vmap(ok)(cand)
+            d = cand[jnp.argmax(oks)]
+            s2, _, dn, info = env.step(s, d)
+            s2 = jax.tree_util.tree_map(lambda a, b: jnp.where(done, b, a), s2, s)
+            return (s2, jnp.where(done, h, d), done | dn), info["success"] & ~done
+        _, succ = jax.lax.scan(body, (s, jnp.int32(0), jnp.array(False)), None, length=T)
+        return succ.any()
+    return float(np.mean(jax.jit(jax.vmap(episode))(m)))
+
+
+def test_wall_follower_fails_on_braided_mazes():
+    n = 6
+    assert _wall_follower_success(_mazes(n, 256), n) < 0.5
+
+
+def test_edge_observation_holds_only_its_window():
+    """Changing anything outside the declared window (walls beyond radius r,
+    the goal beyond the clip) leaves the edge's observation unchanged."""
+    n, r, clip = 6, 2, 3
+    env = fogmaze.FogMaze(n, r, clip)
+    m = _mazes(n, 16)
+    G = 2 * n + 1
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        inst = jax.tree_util.tree_map(lambda a: a[i], m)
+        _, obs, world = env.reset(inst)
+        assert set(obs) == {"view", "goal_vec", "pos"}
+        assert obs["view"].shape == ((2 * r + 1) ** 2,) and obs["view"].dtype == jnp.uint8
+        assert obs["goal_vec"].dtype == jnp.int8 and obs["pos"].dtype == jnp.uint8
+        pos = np.asarray(inst["start"])
+        free2 = np.asarray(inst["free"]).copy()
+        far = (np.abs(np.arange(G)[:, None] - pos[0]) > r) | (np.abs(np.arange(G)[None, :] - pos[1]) > r)
+        free2[far] = rng.random(far.sum()) < 0.5  # scramble every wall outside the window
+        gv = np.asarray(inst["goal"]) - pos
+        goal2 = np.where(np.abs(gv) >= clip, pos + np.sign(gv) * (clip + rng.integers(0, 3, 2)),
+                         np.asarray(inst["goal"]))
+        obs2 = env.observe(jnp.asarray(free2), jnp.asarray(goal2, jnp.int32), jnp.asarray(pos))
+        for k in obs:
+            np.testing.assert_array_equal(obs[k], obs2[k])
+    # SlidingTile: the edge sees the board and nothing else.
+    tenv = slidingtile.SlidingTile(np.zeros(math.factorial(9), np.int8))
+    _, tobs, _ = tenv.reset({"board": slidingtile.GOAL, "opt": 3})
+    assert set(tobs) == {"board"} and tobs["board"].shape == (9,)
+
+
+# ---- must-show claims on the SMALL tiers ------------------------------------------
+def test_fogmaze_small_gap_collaboration_and_exact_bytes(pdata):
+    task = "plan/fogmaze-small"
+    edge, _, _, inst = _run(task, "edge-only", pdata)
+    cloud, cc, ctraj, _ = _run(task, "cloud-only", pdata)
+    assert cloud["success"] >= 0.99
+    assert cloud["success"] - edge["success"] >= 0.20
+    assert edge["success"] == pytest.approx(inst.ctx.extras["ref_success"]["edge-only"])
+    # Exact bytes: 2 uint8 of position up, 1 packed byte (k=1) down, per call.
+    calls = int(ctraj["calls"].sum())
+    assert calls == int(ctraj["steps"].sum()) and cc["bytes_up"] == 2 * calls and cc["bytes_down"] == calls
+    assert cc["cloud_nodes"] > calls  # the solver is billed in expanded nodes
+    # Collaboration helps at a budget: half the gap at <= 25% of cloud-only's calls.
+    best = 0.0
+    for method, hp in (("swiftsage", {}), ("ask-uncertain", {})):
+        m, c, traj, _ = _run(task, method, pdata, hp)
+        k = {"swiftsage": 8, "ask-uncertain": 4}[method]
+        n = int(traj["calls"].sum())
+        assert c["bytes_up"] == 2 * n and c["bytes_down"] == packed_len(k) * n
+        if m["calls_per_episode"] <= 0.25 * cloud["calls_per_episode"]:
+            best = max(best, m["gap_recovered"])
+    assert best >= 0.5
+
+
+def test_ensemble_peer_bytes_are_a_separate_column(pdata):
+    m, c, traj, inst = _run("plan/fogmaze-small", "ensemble", pdata)
+    K = inst.ctx.extras["ensemble"]
+    assert c["peer_bytes"] == (K - 1) * int(traj["active"].sum())  # one uint8 vote per peer per step
+    n = int(traj["calls"].sum())
+    assert c["bytes_up"] == 2 * n and c["bytes_down"] == packed_len(4) * n
+
+
+def test_slidingtile_small_gap_and_exact_bytes(pdata):
+    task = "plan/slidingtile-small"
+    edge, _, _, inst = _run(task, "edge-only", pdata)
+    cloud, cc, ctraj, _ = _run(task, "cloud-only", pdata)
+    assert cloud["success"] >= 0.99 and cloud["success"] - edge["success"] >= 0.2
+    assert inst.ctx.models["edge"].info["params"] <= inst.ctx.budgets["edge_param_cap"]
+    calls = int(ctraj["calls"].sum())
+    assert cc["bytes_up"] == 5 * calls and cc["bytes_down"] == calls  # 9 nibbles up, 1 action down
+    m, c, traj, _ = _run(task, "plan-once", pdata)
+    n = int(traj["calls"].sum())
+    assert n == inst.num_episodes and c["bytes_down"] == n * packed_len(inst.ctx.extras["plan_len"])
+    assert m["success"] >= 0.99  # deterministic puzzle + exact solver: the plan is enough
+
+
+def test_cli_run_writes_labelled_results(pdata, tmp_path):
+    from tests.conftest import cli
+    wd = str(tmp_path / "run")
+    r = cli("run", "--task=plan/fogmaze-small", "--method=periodic", f"--workdir={wd}",
+            f"--data_dir={pdata}", "--hparams={\"k\": 8}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    final = json.load(open(os.path.join(wd, "final.json")))
+    assert final["cloud_kind"] == "solver" and final["status"] == "completed"
+    mt = final["metrics"]
+    assert mt["success_lo95"] <= mt["success"] <= mt["success_hi95"]
+    assert final["costs"]["bytes_down"] == 2 * round(mt["calls_per_episode"] * final["units"])
+    assert set(final["derived"]) >= {"lte", "wifi"}
+
+
+# ---- default tiers (reproductions; run with -m slow) --------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["plan/fogmaze", "plan/slidingtile"])
+def test_default_tier_must_show(task, tmp_path_factory):
+    dd = os.environ.get("LSBENCH_DATA_DIR") or str(tmp_path_factory.mktemp("d"))
+    t = time.time()
+    edge, _, _, inst = _run(task, "edge-only", dd)
+    print(f"{task}: build+edge-only {time.time() - t:.1f}s")
+    t = time.time()
+    cloud, _, _, _ = _run(task, "cloud-only", dd)
+    wall = time.time() - t
+    assert inst.num_episodes == 1000 and wall < 60, wall  # 1,000 episodes under a minute
+    assert cloud["success"] >= 0.99 and cloud["success"] - edge["success"] >= 0.20
+    if task == "plan/fogmaze":
+        ok = []
+        for method in ("swiftsage", "ask-uncertain"):
+            m, _, _, _ = _run(task, method, dd)
+            ok.append(m["calls_per_episode"] <= 0.25 * cloud["calls_per_episode"]
+                      and m["gap_recovered"] >= 0.5)
+        assert any(ok)
