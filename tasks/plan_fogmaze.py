@@ -38,11 +38,15 @@ def _batched(fn, keys, chunk=512):
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 
-def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_cost, log=print):
+def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_cost, learned=None,
+             log=print):
     """The PlanInstance of a planning task, given its env and instance sets.
 
     ``label(inst, env_state) -> expert action``; ``cloud_plan(world, up, k)``
-    is the exact solver's answer; ``cloud_cost(world, up)`` its expanded nodes."""
+    is the exact solver's answer; ``cloud_cost(world, up)`` its expanded nodes.
+    ``learned`` (optional) replaces the solver by a learned cloud planner:
+    ``{"model": ModelDef, "params", "plan": fn(params, world, up, k), "act":
+    fn(params, obs) -> action}``; it is billed in FLOPs, not nodes."""
     c = spec.config
     hidden, K = tuple(c["edge_hidden"]), c["ensemble"]
     edge = policies.policy_def("edge", env.featurize, env.num_features, hidden)
@@ -71,8 +75,10 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
         member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
         # References on the test set: edge-only (greedy member 0) and the exact solver.
         greedy = lambda o, i, s: jnp.argmax(apply(member0, o)).astype(jnp.int32)
+        cloud_pol = (lambda o, i, s: label(i, s)) if learned is None else \
+            (lambda o, i, s: learned["act"](learned["params"], o))
         ref = [np.mean(jax.device_get(rollout(env, test, T(test), pol, label)["success"]))
-               for pol in (greedy, lambda o, i, s: label(i, s))]
+               for pol in (greedy, cloud_pol)]
         # Calibration split (for learned routers): states the edge visits on other instances.
         cr = jax.device_get(rollout(env, calib, T(calib), greedy, label, keep_obs=True))
         act = cr["active"].reshape(-1)
@@ -82,6 +88,8 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
 
     recipe = {"task": spec.name, "version": spec.version, "config": {k: v for k, v in c.items()},
               "model": "mlp", "hidden": hidden, "test": _hash(test), "calib": _hash(calib)}
+    if learned is not None:
+        recipe["cloud"] = learned["hash"]
     got, model_hash = cache.cached_params(data_dir, spec.name.replace("/", "-") + "-edge", recipe,
                                           train_fn, log=log)
     ens, cal = got["edge"], got["calib"]
@@ -89,12 +97,16 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
     member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
 
     max_opt = int(np.max(test["opt"]))
+    models, params = {"edge": edge}, {"edge": member0, "edge_ensemble": ens}
+    kind, plan_fn = "solver", (lambda cs, world, up, k: cloud_plan(world, up, k))
+    if learned is not None:
+        kind, plan_fn, cloud_cost = "learned", learned["plan"], None
+        models["cloud"], params["cloud"] = learned["model"], learned["params"]
     ctx = api.TaskContext(
         task=spec.name, version=spec.version, track="plan", num_classes=4,
-        input_shape=(env.num_features,), models={"edge": edge},
-        params={"edge": member0, "edge_ensemble": ens},
+        input_shape=(env.num_features,), models=models, params=params,
         budgets={"max_steps": T(test), "edge_param_cap": c["edge_param_cap"]},
-        extras={"cloud": "solver", "plan": lambda cs, world, up, k: cloud_plan(world, up, k),
+        extras={"cloud": kind, "plan": plan_fn,
                 "encode_up": env.encode_up, "featurize": env.featurize, "valid": env.valid,
                 "state_key": env.state_key, "progress": env.progress, "calib": cal,
                 "ref_success": {"edge-only": ref_edge, "cloud-only": ref_cloud},
@@ -106,9 +118,9 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
         return m
 
     log(f"{spec.name}: edge {edge.info['params']} params x{K}; reference success "
-        f"edge-only {ref_edge:.3f}, cloud-only (solver) {ref_cloud:.3f}")
+        f"edge-only {ref_edge:.3f}, cloud-only ({kind}) {ref_cloud:.3f}")
     return PlanInstance(ctx=ctx, instances=test, num_episodes=len(test["opt"]), max_steps=T(test),
-                        reset=env.reset, step=env.step, metrics_fn=metrics_fn, cloud_kind="solver",
+                        reset=env.reset, step=env.step, metrics_fn=metrics_fn, cloud_kind=kind,
                         cloud_cost=cloud_cost,
                         hashes={"data": _hash(test), "train_data": _hash(train), "edge_model": model_hash})
 

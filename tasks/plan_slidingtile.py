@@ -13,8 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsbench.envs.slidingtile import SlidingTile, build_table, scramble
-from lsbench.models import cache
+from lsbench.envs import flat_rows, rollout
+from lsbench.envs.slidingtile import SlidingTile, build_table, scramble, step_board
+from lsbench.models import cache, policies
 from lsbench.task import TaskError, TaskSpec
 from tasks.plan_fogmaze import _batched, assemble
 
@@ -42,6 +43,42 @@ def _puzzles(env, seed, count, dmin, dmax):
     return {k: v[keep] for k, v in got.items()}
 
 
+def learned_cloud(spec, data_dir, env, train, label, log=print):
+    """The learned cloud planner: a wider MLP trained by BC + DAgger on the
+    exact solver's traces. Its answer rolls the board forward k moves with its
+    own greedy actions (it knows the rules, not the table); billed in FLOPs."""
+    c = spec.config
+    hidden = tuple(c["cloud_hidden"])
+    model = policies.policy_def("cloud", env.featurize, env.num_features, hidden)
+    T = int(2 * np.max(train["opt"]) + 10)
+    act = lambda p, obs: jnp.argmax(model.apply(p, obs)).astype(jnp.int32)
+
+    def collect(params, key):
+        idx = jax.random.choice(key, len(train["opt"]), (c["dagger_episodes"],), replace=False)
+        sub = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[idx], train)
+        return flat_rows(rollout(env, sub, T, lambda o, i, s: act(params, o), label))
+
+    def train_fn():
+        x, y, w = jax.device_get(flat_rows(rollout(env, train, T, lambda o, i, s: label(i, s), label)))
+        keep = w > 0
+        return {"cloud": policies.bc_dagger(jax.random.PRNGKey(c["train_seed"] + 7), model, x[keep],
+                                            y[keep], collect, members=1, rounds=c["dagger_rounds"],
+                                            steps=c["cloud_train_steps"], batch=256, lr=2e-3, log=log)}
+
+    recipe = {"task": spec.name, "version": spec.version, "config": dict(c), "role": "cloud"}
+    got, h = cache.cached_params(data_dir, spec.name.replace("/", "-") + "-cloud", recipe, train_fn, log=log)
+    params = jax.tree_util.tree_map(lambda a: a[0], got["cloud"])
+
+    def plan(cs, world, up, k):
+        def body(b, _):
+            a = act(cs, {"board": b})
+            return step_board(b, a)[0], a
+        return jax.lax.scan(body, env.decode_up(up), None, length=k)[1]
+
+    log(f"{spec.name}: learned cloud {model.info['params']} params")
+    return {"model": model, "params": params, "plan": plan, "act": act, "hash": h}
+
+
 def build(spec, data_dir, seed):
     c = spec.config
     if not 1 <= c["depth_min"] <= c["depth_max"] <= 60:
@@ -53,9 +90,10 @@ def build(spec, data_dir, seed):
     train = _puzzles(env, c["train_seed"], c["train_puzzles"], 1, c["train_depth_max"])
     calib = _puzzles(env, c["train_seed"] + 1, c["calib_puzzles"], c["depth_min"], c["depth_max"])
     label = lambda inst, s: env.expert_action(s["board"])
+    learned = learned_cloud(spec, data_dir, env, train, label) if c.get("cloud") == "learned" else None
     inst = assemble(spec, data_dir, env, test, train, calib, label,
                     cloud_plan=lambda world, up, k: env.plan(env.decode_up(up), k),
-                    cloud_cost=lambda world, up: env.nodes_expanded(env.decode_up(up)))
+                    cloud_cost=lambda world, up: env.nodes_expanded(env.decode_up(up)), learned=learned)
     inst.hashes = {**inst.hashes, "distance_table": table_hash}
     return inst
 
@@ -77,4 +115,13 @@ SMALL = TaskSpec(
     config={**_BASE, "depth_min": 4, "depth_max": 24, "episodes": 256, "train_puzzles": 1024,
             "train_depth_max": 24, "calib_puzzles": 128, "dagger_episodes": 256, "train_steps": 800,
             "dagger_rounds": 2},
+    builder=build)
+
+# The same puzzles with a learned cloud planner (~5x the edge, billed in FLOPs) instead of the
+# solver. Not registered as an entry point: run it as --task=tasks.plan_slidingtile:LEARNED.
+# Results carry cloud_kind="learned"; never rank them against the solver-cloud task.
+LEARNED = TaskSpec(
+    name="plan/slidingtile-learned", version="1", track="plan", tier="default", primary_metric="success",
+    description="plan/slidingtile with a learned cloud planner (MLP 256x256, BC + DAgger on solver traces).",
+    config={**TASK.config, "cloud": "learned", "cloud_hidden": [256, 256], "cloud_train_steps": 3000},
     builder=build)

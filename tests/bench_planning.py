@@ -1,0 +1,94 @@
+"""Benchmark + results table of the planning track: every baseline (and its
+sweep points) on one task, through the harness's plan loop.
+
+Prints a markdown table (success with 95% Wilson interval, steps, SPL,
+calls/episode, call rate, bytes up/down/peer per episode, edge FLOPs and
+cloud nodes per episode, modelled LTE latency per episode, wall seconds of the
+1,000-episode evaluation incl. compile) and the budget summary: success and
+gap recovered at 5% / 20% of cloud-only's calls over all sweep points.
+
+    python tests/bench_planning.py --task=plan/fogmaze [--data_dir=...] [--json=out.json]
+"""
+import argparse
+import json
+import time
+
+from lsbench.envs import budget_summary
+from lsbench.harness.plan_loop import PlanLoop
+from lsbench.harness.runner import merge_hparams
+from lsbench.metering.flops import FlopMeter
+from lsbench.models.cache import default_data_dir
+from lsbench.registry import load_method, load_task
+
+METHODS = ("edge-only", "cloud-only", "plan-once", "periodic", "ask-uncertain", "swiftsage",
+           "router-learned", "ensemble")
+
+
+def run(inst, spec, name, hp, seed=0):
+    cls = load_method(name, spec)
+    loop = PlanLoop(inst, cls(inst.ctx, merge_hparams(cls, hp)), seed, FlopMeter())
+    t = time.time()
+    st = loop.init_state()
+    for u in range(loop.num_units):
+        st, _, _ = loop.run_unit(st, u)
+    out = loop.finish(st, [])
+    return out["metrics"], out["derived"], time.time() - t
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", default="plan/fogmaze")
+    ap.add_argument("--data_dir", default=None)
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--no_sweep", action="store_true")
+    ap.add_argument("--json", default=None)
+    a = ap.parse_args()
+    spec = load_task(a.task)
+    t = time.time()
+    inst = spec.build(a.data_dir or default_data_dir(), 0)
+    print(f"# {spec.name} v{spec.version}: {inst.num_episodes} episodes, cloud = {inst.cloud_kind}; "
+          f"build {time.time() - t:.1f}s\n")
+    hdr = ("| method | hparams | success [95% CI] | steps | SPL | calls/ep | call rate | up B/ep | "
+           "down B/ep | peer B/ep | edge MFLOP/ep | cloud nodes/ep | LTE s/ep | wall s |")
+    print(hdr)
+    print("|" + "---|" * (hdr.count("|") - 1))
+    rows = []
+    for name in a.methods.split(","):
+        cls = load_method(name, spec)
+        points = [{}] + ([] if a.no_sweep else [dict(p) for p in cls.sweep])
+        seen = set()
+        for hp in points:
+            full = merge_hparams(cls, hp)
+            key = json.dumps(full, sort_keys=True)
+            if key in seen:
+                continue
+            seen.add(key)
+            m, d, wall = run(inst, spec, name, hp)
+            rows.append({"method": name, "hparams": hp, "metrics": m, "derived": d, "wall_s": wall})
+            print(f"| {name} | {json.dumps(hp) if hp else 'default'} | {m['success']:.3f} "
+                  f"[{m['success_lo95']:.3f}, {m['success_hi95']:.3f}] | {m['steps']:.1f} | {m['spl']:.3f} | "
+                  f"{m['calls_per_episode']:.2f} | {m['call_rate']:.3f} | {m['bytes_up_per_episode']:.1f} | "
+                  f"{m['bytes_down_per_episode']:.1f} | {m['peer_bytes_per_episode']:.1f} | "
+                  f"{m['edge_flops_per_episode'] / 1e6:.2f} | {m['cloud_nodes_per_episode']:.0f} | "
+                  f"{d.get('lte', {}).get('latency_mean_s', float('nan')):.3f} | {wall:.1f} |", flush=True)
+    ref = inst.ctx.extras["ref_success"]
+    cloud = next(r for r in rows if r["method"] == "cloud-only") if any(
+        r["method"] == "cloud-only" for r in rows) else None
+    if cloud is not None:
+        print("\nBudget summary (best sweep point within the budget; edge-only is the 0-call point):\n")
+        print("| method | success @5% calls | gap @5% | success @20% calls | gap @20% |")
+        print("|---|---|---|---|---|")
+        for name in dict.fromkeys(r["method"] for r in rows):
+            pts = [(r["metrics"]["calls_per_episode"], r["metrics"]["success"]) for r in rows
+                   if r["method"] == name]
+            s = budget_summary(pts, ref["edge-only"], ref["cloud-only"],
+                               cloud["metrics"]["calls_per_episode"])
+            print(f"| {name} | {s['success_at_5pct']:.3f} | {s['gap_recovered_at_5pct']:.2f} | "
+                  f"{s['success_at_20pct']:.3f} | {s['gap_recovered_at_20pct']:.2f} |")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump({"task": spec.name, "rows": rows, "ref_success": ref}, f, indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()
