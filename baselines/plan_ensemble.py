@@ -16,7 +16,8 @@ class Ensemble(Buffered):
                             description="K edge agents vote (peer votes metered edge<->edge); "
                                         "disagreement asks the cloud for k actions")
     default_hparams = {"k": 4, "agree": 1.0}
-    sweep = ({"agree": 0.5}, {"agree": 0.67}, {"agree": 1.0})
+    # with K = 3: agree <= 2/3 asks only when all three differ; agree = 1 when any differs
+    sweep = ({"agree": 0.6}, {"agree": 1.0})
 
     def init(self, rng):
         return self.ctx.params["edge_ensemble"], self.ctx.params.get("cloud", {})
@@ -35,7 +36,7 @@ class Ensemble(Buffered):
 
     def trigger(self, es, mem, obs, logits, rng):
         K = jax.tree_util.tree_leaves(es)[0].shape[0]
-        return jnp.exp(logits).max() < self.hp["agree"] * K - 1e-6
+        return jnp.exp(logits).max() < self.hp["agree"] * K - 1e-3
 
     def edge_query(self, es, mem, obs, rng):
         votes, p = self._votes(es, obs)
