@@ -98,6 +98,9 @@ def index_page(board, profs, failures, meta) -> str:
                        for a in COST_AXES if (track, a) in profs)
         if figs:
             parts.append(f"<h3>{track}: performance profiles</h3><div class=\"plots\">{figs}</div>")
+        else:
+            parts.append(f"<p>{track}: no performance profile (no task with a target that a ranked "
+                         "method reached).</p>")
     if failures:
         items = "".join(f"<li>{html.escape(f.get('task', '?'))} · {html.escape(f.get('method', '?'))} · "
                         f"{html.escape(str(f.get('sweep_point')))} · seed {f.get('seed')}: "
@@ -131,7 +134,10 @@ def build(roots, out: str, command: str = "lsbench leaderboard") -> dict:
         for axis, costs in per_axis.items():
             if not costs:
                 continue
-            p = profs[(track, axis)] = profile(costs)
+            p = profile(costs)
+            if not any(math.isfinite(x) for x in p["ratios"].ravel()):
+                continue   # no method reached a target on this track: nothing to profile
+            profs[(track, axis)] = p
             plots.perf_profile_plot(p, track, axis, os.path.join(out, "plots", f"profile-{track}-{axis}"))
             with open(os.path.join(out, "profiles", f"{track}-{axis}.csv"), "w") as f:
                 w = csv.writer(f, lineterminator="\n")

@@ -9,7 +9,9 @@ A preset::
                  "sweep": true | false | N}]}
 
 ``"*"`` tasks are every registered task (``tier`` filters them); ``"*"`` methods
-are every registered method that supports the task's track and family. A
+are every registered method that supports the task's track and family (a
+plain name belongs to the families its module registers scoped names for, or
+to those in the class attribute ``families``; else to its whole track). A
 method's sweep points come from its class's ``sweep``: ``true`` runs them all,
 ``false`` only the defaults, ``N`` N of them spread evenly. A task or method
 that cannot be loaded becomes a failed run with its one-line reason.
@@ -142,8 +144,17 @@ def _all_tasks(errors):
 def _methods_for(spec, errors, warnings):
     """Every registered method key that applies to ``spec`` (track and family)."""
     from lsbench import registry
+    eps = registry._entry_points(registry.METHOD_GROUP)
+    # A plain name from a module that also registers family-scoped names
+    # ("arith.edge-only" -> baselines.routing) belongs to those families;
+    # a class attribute ``families = (...)`` says so explicitly.
+    module_fams: dict = {}
+    for key, ep in eps.items():
+        fam, dot, _ = key.partition(".")
+        if dot and fam not in api.TRACKS:
+            module_fams.setdefault(ep.value.split(":")[0], set()).add(fam)
     keys = []
-    for key, ep in sorted(registry._entry_points(registry.METHOD_GROUP).items()):
+    for key, ep in sorted(eps.items()):
         fam, dot, _ = key.partition(".")
         if dot and fam not in (_family(spec), spec.track):
             continue
@@ -157,7 +168,8 @@ def _methods_for(spec, errors, warnings):
                 warnings.append(f"{key}: {msg}")
             continue
         man = getattr(cls, "manifest", None)
-        if dot or (man is not None and spec.track in man.tracks):
+        fams = getattr(cls, "families", None) or module_fams.get(ep.value.split(":")[0])
+        if dot or (man is not None and spec.track in man.tracks and (not fams or _family(spec) in fams)):
             keys.append(key)
     return keys
 
