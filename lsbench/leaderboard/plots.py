@@ -1,6 +1,7 @@
 """Figures (matplotlib, Agg): metric vs cost per task, and performance profiles."""
 from __future__ import annotations
 
+import math
 import os
 
 import matplotlib
@@ -21,7 +22,7 @@ def _scale(ax, vals, which="x"):
         return
     setter = ax.set_xscale if which == "x" else ax.set_yscale
     if any(v == 0 for v in vals):
-        setter("symlog", linthresh=min(pos))
+        setter("symlog", linthresh=10 ** math.floor(math.log10(min(pos))))
     else:
         setter("log")
 
