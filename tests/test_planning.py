@@ -235,6 +235,7 @@ def test_slidingtile_small_gap_and_exact_bytes(pdata):
     assert m["success"] >= 0.99  # deterministic puzzle + exact solver: the plan is enough
 
 
+@pytest.mark.slow  # a second process rebuilds the task: ~30 s more
 def test_cli_run_writes_labelled_results(pdata, tmp_path):
     from tests.conftest import cli
     wd = str(tmp_path / "run")
