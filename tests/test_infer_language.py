@@ -1,0 +1,181 @@
+"""Language inference tasks (arith-route, pcfg-specdec): the must-show self-tests.
+
+Tasks are built with tiny configs (few training steps) in a temp data dir; the
+harness's InferLoop runs the methods directly (no run directory).
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from baselines import routing, specdec
+from lsbench.harness.infer_loop import InferLoop
+from lsbench.metering import profiles
+from lsbench.metering.flops import FlopMeter
+from tasks import infer_arith, infer_pcfg
+from tasks._infer_metrics import cpt, leviathan_mat, routing_curve
+
+
+def run(inst, cls, seed=0, **hp):
+    m = cls(inst.ctx, {**cls.default_hparams, **hp})
+    loop = InferLoop(inst, m, seed, FlopMeter())
+    st = loop.init_state()
+    for u in range(loop.num_units):
+        st, _, _ = loop.run_unit(st, u)
+    out = loop.finish(st, [])
+    out["preds"], out["log"] = st["preds"], st["log"]
+    return out
+
+
+def tiny(spec, **cfg):
+    return dataclasses.replace(spec, config={**spec.config, **cfg})
+
+
+@pytest.fixture(scope="module")
+def arith(tmp_path_factory):
+    spec = tiny(infer_arith.SMALL, n_train=4000,
+                edge={"d": 16, "layers": 1, "heads": 2, "steps": 60, "lr": 3e-3},
+                cloud={"d": 32, "layers": 2, "heads": 4, "steps": 250, "lr": 3e-3})
+    return spec.builder(spec, str(tmp_path_factory.mktemp("data")), 0, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def pcfg(tmp_path_factory):
+    spec = tiny(infer_pcfg.SMALL, n_train=600, n_test=48, batch_size=32, gen_len=12,
+                edge={"d": 16, "layers": 1, "heads": 2, "steps": 60, "lr": 3e-3},
+                cloud={"d": 32, "layers": 2, "heads": 4, "steps": 100, "lr": 3e-3})
+    return spec.builder(spec, str(tmp_path_factory.mktemp("data")), 0, log=lambda s: None)
+
+
+# ---- routing curves ---------------------------------------------------------------------
+def test_routing_curve_metrics():
+    line = [(p, 0.5 + 0.3 * p) for p in np.linspace(0, 1, 11)]
+    m = routing_curve(line, 0.5, 0.8)
+    assert m["apgr"] == pytest.approx(0.5) and m["cpt50"] == pytest.approx(0.5)
+    assert m["cpt80"] == pytest.approx(0.8) and m["aiq"] == pytest.approx(0.65)
+    good = routing_curve([(0.2, 0.8)], 0.5, 0.8)  # recovers the gap at 20% calls
+    assert good["apgr"] > 0.85 and good["cpt80"] < 0.2 and good["aiq"] > m["aiq"]
+    assert np.isnan(cpt(line, 0.5, 0.8, 1.5))  # a gap fraction never reached
+
+
+def test_random_router_recovers_half_the_gap(arith):
+    t = arith.test
+    ae, ac = t["edge_correct"].mean(), t["cloud_correct"].mean()
+    assert ac - ae > 0.1, "the tiny models must leave a gap to recover"
+    points = []
+    for p in (0.2, 0.4, 0.6, 0.8):
+        f = run(arith, routing.RouterRandom, p=p)["metrics"]
+        assert abs(f["call_rate"] - p) < 0.05
+        points.append((f["call_rate"], f["accuracy"]))
+    assert abs(routing_curve(points, ae, ac)["apgr"] - 0.5) < 0.05
+
+
+def test_reference_routers_and_bytes(arith):
+    t, Lq = arith.test, arith.ctx.input_shape[0]
+    e = run(arith, routing.EdgeOnly)
+    c = run(arith, routing.CloudOnly)
+    o = run(arith, routing.RouterOracle)
+    assert e["metrics"]["accuracy"] == pytest.approx(t["edge_correct"].mean())
+    assert c["metrics"]["accuracy"] == pytest.approx(t["cloud_correct"].mean())
+    # The oracle equals the best of edge and cloud per query, calling only where it helps.
+    assert o["metrics"]["accuracy"] == pytest.approx((t["edge_correct"] | t["cloud_correct"]).mean())
+    assert o["metrics"]["call_rate"] == pytest.approx((~t["edge_correct"] & t["cloud_correct"]).mean())
+    assert e["costs"]["bytes_up"] == e["costs"]["cloud_flops"] == 0
+    N = len(t["y"])
+    assert c["costs"]["bytes_up"] == N * 4 * Lq and c["costs"]["bytes_down"] == N * 4
+    sent = o["log"]["sent"].any(0)
+    assert o["costs"]["bytes_up"] == sent.sum() * 4 * Lq
+
+
+def test_cascade_and_learned_router_span_the_curve(arith):
+    lo = run(arith, routing.Cascade, tau=0.0)["metrics"]
+    hi = run(arith, routing.Cascade, tau=1.01)["metrics"]
+    assert lo["call_rate"] == 0 and hi["call_rate"] == 1
+    lr = run(arith, routing.RouterLearned, threshold=0.2)["metrics"]
+    assert 0 <= lr["call_rate"] <= 1 and np.isfinite(lr["gap_recovered"])
+
+
+# ---- speculative decoding ---------------------------------------------------------------
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_greedy_specdec_is_lossless_and_bytes_exact(pcfg, gamma):
+    f = run(pcfg, specdec.SpecDec, gamma=gamma)
+    toks = f["preds"]["tokens"]
+    np.testing.assert_array_equal(toks, pcfg.test["cloud_greedy"])
+    assert f["metrics"]["lossless"] == 1.0 and 1.0 <= f["metrics"]["mat"] <= gamma + 1
+    passes = f["log"]["sent"].sum(0)
+    Lp = pcfg.ctx.extras["prompt_len"]
+    np.testing.assert_array_equal(f["log"]["bytes_up"].sum(0), 4 * Lp + 4 * gamma * passes)
+    np.testing.assert_array_equal(f["log"]["bytes_down"].sum(0), 8 * passes)
+
+
+def test_cloud_only_streaming_is_the_speedup_baseline(pcfg):
+    f = run(pcfg, specdec.CloudOnly)
+    np.testing.assert_array_equal(f["preds"]["tokens"], pcfg.test["cloud_greedy"])
+    for name in profiles.networks():
+        assert f["metrics"][f"speedup_{name}"] == pytest.approx(1.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("alpha,gamma", [(0.5, 2), (0.8, 4), (0.9, 8), (0.3, 1)])
+def test_leviathan_mat_formula(alpha, gamma):
+    n = 20000
+    p = jnp.broadcast_to(jnp.array([alpha, 1 - alpha]), (n, gamma + 1, 2))
+    q = jnp.broadcast_to(jnp.array([1.0, 0.0]), (n, gamma, 2))  # accepted w.p. min(1, p/q) = alpha
+    a, _ = specdec.accept_sample(p, q, jnp.zeros((n, gamma), jnp.int32), jax.random.PRNGKey(gamma))
+    tau = np.asarray(a) + 1
+    assert abs(tau.mean() - leviathan_mat(alpha, gamma)) < 4 * tau.std() / np.sqrt(n)
+
+
+@pytest.mark.parametrize("topk", [0, 2])
+def test_sampling_mode_matches_target_distribution(topk):
+    V, n, gamma = 5, 30000, 3
+    kp, kq, kd, kv = jax.random.split(jax.random.PRNGKey(1), 4)
+    p = jax.nn.softmax(2 * jax.random.normal(kp, (gamma + 1, V)))
+    ql = 2 * jax.random.normal(kq, (gamma, V))
+    if topk:
+        vals, idx = specdec._topk_dist(ql, topk)
+        q = specdec.topk_q(vals, idx, V)
+    else:
+        q = jax.nn.softmax(ql)
+    drafts = jax.random.categorical(kd, jnp.log(q + 1e-30), shape=(n, gamma)).astype(jnp.int32)
+    P, Q = jnp.broadcast_to(p, (n, gamma + 1, V)), jnp.broadcast_to(q, (n, gamma, V))
+    a, tok = specdec.accept_sample(P, Q, drafts, kv)
+    first = np.where(np.asarray(a) > 0, np.asarray(drafts[:, 0]), np.asarray(tok))
+    counts = np.bincount(first, minlength=V)
+    assert stats.chisquare(counts, n * np.asarray(p[0], np.float64) / float(p[0].sum())).pvalue > 1e-3
+    bad = np.bincount(np.asarray(drafts[:, 0]), minlength=V)  # the draft alone differs
+    assert stats.chisquare(bad, n * np.asarray(p[0], np.float64) / float(p[0].sum())).pvalue < 1e-3
+
+
+def test_sampling_specdec_runs_and_keeps_bytes(pcfg):
+    f = run(pcfg, specdec.SpecDecTopK, gamma=2, seed=3)
+    assert f["preds"]["tokens"].shape == pcfg.test["cloud_greedy"].shape
+    assert 0 <= f["metrics"]["acceptance_rate"] <= 1
+    passes = f["log"]["sent"].sum(0)
+    Lp = pcfg.ctx.extras["prompt_len"]  # ids + k=8 (fp16 prob + int32 id) per draft
+    np.testing.assert_array_equal(f["log"]["bytes_up"].sum(0), 4 * Lp + passes * 2 * (4 + 8 * (2 + 4)))
+
+
+def test_network_crossover(pcfg):
+    """Drafting wins on lan/wifi with many tokens per pass and loses on lte/weak with few."""
+    lat, Lp, N = pcfg.ctx.extras["latency"], pcfg.ctx.extras["prompt_len"], 64
+    fe = infer_pcfg.flops_per_position(infer_pcfg.T.config_of(pcfg.ctx.models["edge"]), pcfg.ctx.params["edge"])
+    fc = infer_pcfg.flops_per_position(infer_pcfg.T.config_of(pcfg.ctx.models["cloud"]), pcfg.ctx.params["cloud"])
+    fn = infer_pcfg.make_latency_fn(lat, fe, fc)
+
+    def speedup(mat, gamma, net):
+        P = int(np.ceil(N / mat))
+        log = {"sent": np.ones((P, 1), bool), "edge_flops": np.full((P, 1), fe * (gamma + 1)),
+               "cloud_flops": np.full((P, 1), fc * (gamma + 1)), "bytes_up": np.full((P, 1), 4 * gamma),
+               "bytes_down": np.full((P, 1), 8)}
+        log["bytes_up"][0] += 4 * Lp
+        return infer_pcfg.streaming_latency(lat, net, Lp, N) / fn(log, net, None)[0]
+    nets = profiles.networks()
+    hi = leviathan_mat(0.8, 4)
+    assert speedup(hi, 4, nets["lan"]) > 1 and speedup(hi, 4, nets["wifi"]) > 1
+    lo = leviathan_mat(0.3, 4)
+    assert speedup(lo, 4, nets["lte"]) < 1 and speedup(lo, 4, nets["weak"]) < 1
+    m = run(pcfg, specdec.SpecDec, gamma=2)["metrics"]  # the real run: RTTs cost more on worse links
+    assert m["speedup_lan"] > m["speedup_wifi"] > m["speedup_lte"] > m["speedup_weak"]
