@@ -40,8 +40,8 @@ class BiKD(kd.PublicExchange):
         description="bidirectional cloud<->edge distillation of soft labels on a shared public batch",
         paper="Zhang et al., Deep Mutual Learning, CVPR 2018; Cho et al., Heterogeneous Ensemble "
               "Knowledge Transfer for Training Large Models in Federated Learning (Fed-ET), IJCAI 2022")
-    default_hparams = dict(kd.PublicExchange.common_hparams, n_pub=1000, T=2.0, cloud_steps=100,
-                           cloud_batch=128, cloud_lr=1e-3)
+    default_hparams = dict(kd.PublicExchange.common_hparams, n_pub=1000, T=2.0, cloud_steps=50,
+                           cloud_batch=64, cloud_lr=1e-3)
     sweep = ({"n_pub": 300}, {"cloud_steps": 300})
 
     def payload(self, logits):

@@ -29,7 +29,7 @@ class FedDF(api.TrainMethod):
         paper="Lin, Kong, Stich & Jaggi, Ensemble Distillation for Robust Model Fusion in Federated "
               "Learning, NeurIPS 2020")
     default_hparams = {"lr": 0.05, "momentum": 0.9, "n_pub": 2000, "distill_steps": 50,
-                       "cloud_steps": 100, "distill_batch": 128, "distill_lr": 1e-3, "T": 1.0}
+                       "cloud_steps": 50, "distill_batch": 64, "distill_lr": 1e-3, "T": 1.0}
     sweep = ({"distill_steps": 0}, {"cloud_steps": 300})
 
     def __init__(self, ctx, hp):

@@ -26,8 +26,9 @@ test features (FedML also uploads test features). Here each client also sends
 its stem weights (metered) and the cloud scores global-test row i through the
 stem of client ``i mod num_clients``. All edges start from the same initial
 model (as in FedML, where every client builds the same network).
-Needs ``ctx.extras['num_clients']``/``['max_client_n']`` (or budgets
-``clients``/``max_n``, or hparams ``num_clients``/``max_rows``).
+Buffers are sized by ``ctx.extras['num_clients']`` and the most distinct
+examples a client can see per round: ``ctx.extras['max_client_n']``, else
+``batch_size * max_local_steps`` from the budgets (hparams override both).
 """
 import math
 
@@ -66,22 +67,14 @@ class ServerCNN(nn.Module):
 
     @nn.compact
     def __call__(self, f):
-        for ch, s in ((64, 1), (64, 2), (128, 2)):
+        for ch, s in ((32, 1), (32, 2), (64, 2)):
             f = nn.relu(nn.Conv(ch, (3,) * self.dims, strides=(s,) * self.dims, padding="SAME")(f))
         f = f.reshape((f.shape[0], -1))
-        return nn.Dense(self.classes)(nn.relu(nn.Dense(256)(f)))
+        return nn.Dense(self.classes)(nn.relu(nn.Dense(128)(f)))
 
 
-def _need(ctx, hp, hp_key, keys):
-    if hp.get(hp_key):
-        return int(hp[hp_key])
-    for src, k in keys:
-        v = getattr(ctx, src).get(k)
-        if v:
-            return int(v)
-    raise TaskError(f"fedgkt needs the client count and the largest client size; task {ctx.task} gives "
-                    f"no ctx.extras['num_clients'/'max_client_n']: pass --hparams "
-                    f"num_clients=...,max_rows=...")
+def _first(*vals):
+    return next((int(v) for v in vals if v), 0)
 
 
 class FedGKT(api.TrainMethod):
@@ -91,7 +84,7 @@ class FedGKT(api.TrainMethod):
         paper="He, Annavaram & Avestimehr, Group Knowledge Transfer: Federated Learning of Large CNNs "
               "at the Edge, NeurIPS 2020")
     default_hparams = {"lr": 0.05, "momentum": 0.9, "alpha": 1.0, "beta": 1.0, "T": 3.0,
-                       "server_steps": 100, "server_batch": 128, "server_lr": 1e-3,
+                       "server_steps": 50, "server_batch": 64, "server_lr": 1e-3,
                        "stem_channels": 16, "stem_kernel": 5, "stem_stride": 2,
                        "num_clients": 0, "max_rows": 0}
     sweep = ({"stem_channels": 8}, {"server_steps": 300})
@@ -99,8 +92,13 @@ class FedGKT(api.TrainMethod):
 
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
-        self.n_clients = _need(ctx, self.hp, "num_clients", (("extras", "num_clients"), ("budgets", "clients")))
-        self.n_slots = _need(ctx, self.hp, "max_rows", (("extras", "max_client_n"), ("budgets", "max_n")))
+        self.n_slots = _first(self.hp.get("max_rows"), ctx.extras.get("max_client_n"), ctx.budgets.get("max_n"),
+                              int(ctx.budgets.get("batch_size", 0)) * int(ctx.budgets.get("max_local_steps", 0)))
+        self.n_clients = _first(self.hp.get("num_clients"), ctx.extras.get("num_clients"),
+                                ctx.budgets.get("clients"))
+        if not (self.n_slots and self.n_clients):
+            raise TaskError(f"fedgkt needs the client count and the most examples a client sees per round; "
+                            f"task {ctx.task} gives neither in ctx.extras: pass --hparams num_clients=N,max_rows=R")
         shape = tuple(ctx.input_shape)
         self.dims = 1 if len(shape) == 1 else 2
         self.C = ctx.num_classes
@@ -111,7 +109,7 @@ class FedGKT(api.TrainMethod):
         self.x0 = jnp.zeros((1,) + shape, jnp.float32)
         self.fmap = jax.eval_shape(lambda: self.stem.init_with_output(jax.random.PRNGKey(0), self.x0)[0]).shape[1:]
         self.F = math.prod(self.fmap)
-        self.proj = jnp.asarray(np.random.default_rng(0).normal(size=(math.prod(shape),)), jnp.float32)
+        self.proj = jnp.asarray(np.random.default_rng(0).normal(size=(math.prod(shape), 2)), jnp.float32)
         self.tx = make_optimizer(self.hp)
         self.tx_server = make_optimizer({"lr": self.hp["server_lr"], "optimizer": "adam"})
 
@@ -143,7 +141,7 @@ class FedGKT(api.TrainMethod):
                 "stems": tmap(lambda a: jnp.broadcast_to(a, (self.n_clients,) + a.shape), stem)}
 
     def init_edge(self, tier, rng):
-        return {"p": self._edge_init(), "h": jnp.zeros((self.n_slots,), jnp.float32)}
+        return {"p": self._edge_init(), "h": jnp.zeros((self.n_slots, 2), jnp.float32)}
 
     def cloud_downlink(self, cloud, tier, ids):
         return api.Rows({"z": cloud["table"][ids]}, cloud["valid"][ids])
@@ -152,15 +150,15 @@ class FedGKT(api.TrainMethod):
     def client_init(self, es, down, rng):
         S = self.n_slots
         return {"p": es["p"], "o": self.tx.init(es["p"]), "z": down.data["z"], "zv": down.mask,
-                "hold": es["h"], "h": jnp.zeros((S,), jnp.float32), "fill": jnp.zeros((S,), bool),
+                "hold": es["h"], "h": jnp.zeros((S, 2), jnp.float32), "fill": jnp.zeros((S,), bool),
                 "f": jnp.zeros((S, self.F), jnp.float32), "y": jnp.zeros((S,), jnp.int32),
                 "lg": jnp.zeros((S, self.C), jnp.float32)}
 
     def client_step(self, cs, batch, rng):
         x, y, mask = batch["x"], batch["y"], batch["mask"]
-        hb = self._hash(x)
-        tol = 1e-4 * (1.0 + jnp.abs(hb))
-        close = lambda ref: jnp.abs(hb[:, None] - ref[None, :]) <= tol[:, None]
+        hb = self._hash(x)                                            # [B, 2]
+        tol = 1e-6 * (1.0 + jnp.abs(hb))
+        close = lambda ref: jnp.all(jnp.abs(hb[:, None] - ref[None, :]) <= tol[:, None], -1)
         hit = close(cs["hold"]) & cs["zv"][None, :]
         zt = cs["z"][jnp.argmax(hit, 1)]
         has_t = mask & jnp.any(hit, 1)
@@ -190,7 +188,7 @@ class FedGKT(api.TrainMethod):
     def client_final(self, cs, es, rng):
         up = {"rows": api.Rows({"f": cs["f"], "y": cs["y"], "z": cs["lg"]}, cs["fill"]),
               "stem": cs["p"]["stem"]}
-        return {"p": cs["p"], "h": jnp.where(cs["fill"], cs["h"], 0.0)}, up
+        return {"p": cs["p"], "h": jnp.where(cs["fill"][:, None], cs["h"], 0.0)}, up
 
     def cloud_update(self, cloud, uplinks, weights, ids, rng):
         rows = [u["rows"] for u in uplinks.values()]

@@ -23,7 +23,7 @@ class FedMD(kd.PublicExchange):
     manifest = api.Manifest(
         name="fedmd", tracks=("train",), description="heterogeneous models exchange public-set class scores",
         paper="Li & Wang, FedMD: Heterogenous Federated Learning via Model Distillation, 2019")
-    default_hparams = dict(kd.PublicExchange.common_hparams, digest_lr=0.01)
+    default_hparams = dict(kd.PublicExchange.common_hparams, digest_lr=0.002)
     sweep = ({"n_pub": 200}, {"n_pub": 1000})
 
     def digest_loss(self, logits, target):

@@ -48,7 +48,7 @@ def build_het(spec, data_dir, seed):
 
 HET = TaskSpec(name="test/tiny-het", version="1", track="train", description="tiny task, two edge widths",
                primary_metric="edge_accuracy", target=0.5, tier="small",
-               config=dict(tiny_train.TASK.config, tiers=tuple(WIDTHS), rounds=4), builder=build_het)
+               config=dict(tiny_train.TASK.config, tiers=tuple(WIDTHS), rounds=3, eval_every=3), builder=build_het)
 HET_REF = os.path.abspath(__file__) + ":HET"
 SMALL_HP = {"heterofl": {}, "fedmd": {"n_pub": 20, "digest_steps": 2},
             "dsfl": {"n_pub": 20, "digest_steps": 2, "server_steps": 2},
@@ -63,11 +63,79 @@ def run(tmp, method, task=HET_REF, name=None, **kw):
     return execute(cfg, log=lambda s: None)
 
 
-@pytest.mark.parametrize("method", ["heterofl", "fedmd", "feddf", "dsfl", "bikd"])
-def test_methods_complete_on_tiny(tmp_path, method):
-    f = run(tmp_path, method)
-    assert f["status"] == "completed"
-    assert f["costs"]["bytes_up"] > 0 and f["costs"]["edge_flops"] > 0
+@pytest.fixture(scope="module")
+def finals(tmp_path_factory):
+    """One tiny run of every method (shared by the tests below)."""
+    tmp = tmp_path_factory.mktemp("runs")
+    return {m: run(tmp, m) for m in METHODS}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_method_completes_and_is_metered(finals, method):
+    f = finals[method]
+    assert f["status"] == "completed", method
+    c = f["costs"]
+    assert c["bytes_up"] > 0 and c["edge_flops"] > 0 and c["cloud_flops"] >= 0
+    assert 0.0 <= f["metrics"]["edge_accuracy"] <= 1.0
+    assert 0.0 <= f["metrics"]["edge_personal_accuracy"] <= 1.0
+    has_cloud = method in ("feddf", "fedgkt", "bikd")
+    assert ("cloud_accuracy" in f["metrics"]) == has_cloud
+    # edges that need the public split are billed for it once, as setup
+    uses_pub = method in ("fedmd", "dsfl", "bikd")
+    assert (c["setup_bytes_down"] > 0) == uses_pub
+
+
+def _sampled(inst):
+    """Client ids the harness samples in each round (the harness's own sampler)."""
+    from lsbench.harness.train_loop import TrainLoop
+    from lsbench.metering.flops import FlopMeter
+
+    class _Dummy(api.TrainMethod):
+        manifest = api.Manifest("dummy", ("train",))
+    loop = TrainLoop(inst, _Dummy(inst.ctx, {}), 0, FlopMeter())
+    return [np.concatenate(list(loop.sample(r)[0].values())) for r in range(inst.rounds)], loop
+
+
+def test_dsfl_bytes_equal_hand_count(finals):
+    inst = HET.build("", 0)
+    picks, _ = _sampled(inst)
+    n_pub, C = SMALL_HP["dsfl"]["n_pub"], inst.ctx.num_classes
+    clients = sum(len(p) for p in picks)
+    c = finals["dsfl"]["costs"]
+    assert c["bytes_up"] == clients * n_pub * C * 4                 # fp32 probabilities
+    assert c["bytes_down"] == clients * (n_pub * C * 4 + 4)         # ERA labels + round counter
+    assert c["setup_bytes_down"] == len(inst.train_n) * inst.ctx.public.nbytes
+
+
+def test_fedgkt_bytes_equal_hand_count_and_grow_with_data(finals):
+    inst = HET.build("", 0)
+    picks, loop = _sampled(inst)
+    C, d = inst.ctx.num_classes, inst.ctx.input_shape[0]
+    ch, k, stride = 16, 5, 2                                      # fedgkt's default stem
+    F = math.ceil(d / stride) * ch                                  # SAME padding feature map, flattened
+    per_row = 4 * F + 4 + 4 * C                                     # features f32, label int32, logits f32
+    stem_bytes = 4 * (k * 1 * ch + ch)
+    seen = np.minimum(np.asarray(inst.train_n), loop.rows)          # distinct examples per client and round
+    up = sum(int(seen[p].sum()) * per_row + len(p) * stem_bytes for p in picks)
+    down, uploaded = 0, set()
+    for p in picks:                                                 # logits for rows uploaded last time
+        down += sum(int(seen[c]) * C * 4 for c in p if c in uploaded)
+        uploaded |= set(p.tolist())
+    c = finals["fedgkt"]["costs"]
+    assert c["bytes_up"] == up and c["bytes_down"] == down
+    # the uplink is a function of local data size: per-row bytes dwarf the fixed part
+    assert up - sum(len(p) for p in picks) * stem_bytes > 10 * sum(len(p) for p in picks) * stem_bytes
+
+
+def test_heterofl_sends_smaller_submodels_to_small_tier(finals):
+    inst = HET.build("", 0)
+    picks, loop = _sampled(inst)
+    d, k = inst.ctx.input_shape[0], inst.ctx.num_classes
+    size = {t: 4 * (d * h + h + h * k + k) for t, h in WIDTHS.items()}
+    tier_of = {c: inst.tiers[inst.client_tier[c]] for c in range(len(inst.train_n))}
+    want = sum(size[tier_of[int(c)]] for p in picks for c in p)
+    c = finals["heterofl"]["costs"]
+    assert c["bytes_up"] == c["bytes_down"] == want
 
 
 def _loop(method, hp=None, spec=HET):
