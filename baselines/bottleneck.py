@@ -1,0 +1,85 @@
+"""A learned bottleneck at the split (BottleFit, Matsubara et al. 2022; the
+"supervised compression" of the SC2 benchmark) on ``infer/shapes-split``.
+
+At split point ``split`` of the frozen cloud CNN, the edge applies a 1x1 conv
+encoder to ``channels`` channels; the code travels through the channel's
+``int8`` codec (per-example affine: uint8 codes + fp32 scale + zero-point);
+the cloud applies a 1x1 conv decoder (ReLU) back to the original channels and
+finishes the cloud model. ``prepare`` trains encoder and decoder by
+distillation from the cloud model's logits on the calibration images
+(``steps`` Adam steps, straight-through fake quantisation at ``bits``), so
+its FLOPs are the method's setup cost.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from lsbench import api
+from baselines.shapes_reference import Offload
+from baselines.split import fake_quant
+
+
+def _conv1x1(p, h):
+    return jnp.einsum("...c,cd->...d", h, p["w"]) + p["b"]
+
+
+def _ste_quant(z, bits):
+    return z + jax.lax.stop_gradient(fake_quant(z, bits) - z)
+
+
+class Bottleneck(Offload):
+    manifest = api.Manifest(name="bottleneck", tracks=("infer",), paper="Matsubara et al., BottleFit, 2022",
+                            description="1x1 channel bottleneck at the split, distilled from the cloud "
+                                        "model in prepare, int8 on the wire")
+    default_hparams = {"split": "pool2", "channels": 4, "bits": 8, "steps": 300, "batch": 64, "lr": 3e-3,
+                       "temperature": 2.0}
+    sweep = tuple({"channels": c} for c in (1, 2, 4, 8))
+    codec_up = "int8"
+
+    def __init__(self, ctx, hp):
+        super().__init__(ctx, hp)
+        info = ctx.models["cloud"].info
+        if ctx.extras.get("mode") != "split":
+            raise ValueError(f"method {self.manifest.name} needs a split-mode shapes task (infer/shapes-split)")
+        if self.hp["split"] not in info["split_points"][1:]:
+            raise ValueError(f"bottleneck split must be one of {', '.join(info['split_points'][1:])}")
+        if self.hp["bits"] not in (8, 4):
+            raise ValueError(f"bottleneck bits must be 8 or 4, not {self.hp['bits']!r}")
+        self.codec_up = f"int{self.hp['bits']}"
+        self.run, self.split = info["run"], self.hp["split"]
+
+    def prepare(self, calib, rng):
+        cloud = self.ctx.params["cloud"]
+        x = calib["x"]
+        c_in = jax.eval_shape(lambda: self.run(cloud, x[:1], "input", self.split)).shape[-1]
+        k1, k2, k3 = jax.random.split(rng, 3)
+        c = self.hp["channels"]
+        bn = {"enc": {"w": jax.random.normal(k1, (c_in, c)) / jnp.sqrt(c_in), "b": jnp.zeros(c)},
+              "dec": {"w": jax.random.normal(k2, (c, c_in)) / jnp.sqrt(c), "b": jnp.zeros(c_in)}}
+        tx = optax.adam(self.hp["lr"])
+        T = self.hp["temperature"]
+
+        def loss(bn, xb):
+            h = self.run(cloud, xb, "input", self.split)
+            teacher = jax.nn.log_softmax(self.run(cloud, h, self.split, "logits") / T)
+            z = _ste_quant(_conv1x1(bn["enc"], h), self.hp["bits"])
+            student = self.run(cloud, jax.nn.relu(_conv1x1(bn["dec"], z)), self.split, "logits")
+            return -jnp.mean(jnp.sum(jnp.exp(teacher) * jax.nn.log_softmax(student / T), -1))
+
+        def step(carry, key):
+            bn, opt = carry
+            idx = jax.random.randint(key, (self.hp["batch"],), 0, x.shape[0])
+            g = jax.grad(loss)(bn, x[idx])
+            upd, opt = tx.update(g, opt, bn)
+            return (optax.apply_updates(bn, upd), opt), None
+        (bn, _), _ = jax.lax.scan(step, (bn, tx.init(bn)), jax.random.split(k3, self.hp["steps"]))
+        return {"cloud": cloud, "enc": bn["enc"]}, {"cloud": cloud, "dec": bn["dec"]}
+
+    def edge_part(self, es, x):
+        return {"z": _conv1x1(es["enc"], self.run(es["cloud"], x, "input", self.split))}, None
+
+    def cloud_part(self, cs, payload):
+        h = jax.nn.relu(_conv1x1(cs["dec"], payload["z"]))
+        return self.run(cs["cloud"], h, self.split, "logits")
