@@ -159,3 +159,35 @@ def test_edge_states_differ_in_shape_across_tiers(method):
     assert [a.shape[1:] for a in small] != [a.shape[1:] for a in full]
     assert sum(a[0].size for a in small) < sum(a[0].size for a in full)
     assert small[0].shape[0] + full[0].shape[0] == len(inst.train_n)
+
+
+# ---- reproductions on the real tasks (slow: `make test-slow`) ----------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["train/digits", "train/mnist1d"])
+@pytest.mark.parametrize("method", METHODS)
+def test_default_run_completes_on_real_tasks(tmp_path, task, method):
+    f = execute(RunConfig(task=task, method=method, workdir=str(tmp_path / "r")), log=lambda s: None)
+    assert f["status"] == "completed"
+    assert f["wall_s"] < 600, f"{method} on {task} took {f['wall_s']:.0f}s (goal: < 10 min on 2 cores)"
+
+
+@pytest.fixture(scope="module")
+def mnist1d_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("m1d")
+    return {m: execute(RunConfig(task="train/mnist1d", method=m, workdir=str(tmp / m)), log=lambda s: None)
+            for m in ("fedavg", "dsfl", "fedgkt", "feddf", "bikd")}
+
+
+@pytest.mark.slow
+def test_mnist1d_large_model_earns_its_size(mnist1d_runs):
+    best_fedavg = mnist1d_runs["fedavg"]["metrics"]["best_edge_accuracy"]
+    cloud = {m: mnist1d_runs[m]["metrics"]["cloud_accuracy"] for m in ("fedgkt", "feddf", "bikd")}
+    assert max(cloud.values()) > best_fedavg, (cloud, best_fedavg)
+
+
+@pytest.mark.slow
+def test_mnist1d_dsfl_sends_fewer_bytes_per_round_than_fedavg(mnist1d_runs):
+    per_round = {m: (f["costs"]["bytes_up"] + f["costs"]["bytes_down"]) / f["units"]
+                 for m, f in mnist1d_runs.items() if m in ("dsfl", "fedavg")}
+    assert per_round["dsfl"] < per_round["fedavg"], per_round
