@@ -21,7 +21,7 @@ class MLPBody(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = x.reshape((x.shape[0], -1)).astype(jnp.float32)
+        x = x.reshape((x.shape[0], math.prod(x.shape[1:]))).astype(jnp.float32)  # ok for 0 rows
         for h in self.hidden:
             x = nn.relu(nn.Dense(h)(x))
         return x
@@ -41,7 +41,7 @@ class CNNBody(nn.Module):
             x = x[..., None]
         for ch, k, s in self.convs:
             x = nn.relu(nn.Conv(ch, (k,) * self.dims, strides=(s,) * self.dims, padding=[(1, 1)] * self.dims)(x))
-        x = x.reshape((x.shape[0], -1))
+        x = x.reshape((x.shape[0], math.prod(x.shape[1:])))
         if self.dense:
             x = nn.relu(nn.Dense(self.dense)(x))
         return x
