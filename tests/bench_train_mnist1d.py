@@ -49,7 +49,7 @@ def main():
     res["fedavg"] = run("train/mnist1d", "fedavg", a.data_dir)
     if a.only == "all":
         res["local"] = run("train/mnist1d", "local", a.data_dir)
-        res["centralized"] = run("train/mnist1d", "centralized", a.data_dir)
+        res["centralized_edge"] = run("train/mnist1d", "centralized", a.data_dir, {"train_cloud": False})
         res["sanity_centralized_4k"] = run("tasks.train_mnist1d:SANITY", "centralized", a.data_dir)
         hp = {"lr": 0.01, "momentum": 0.0}
         res["stragglers_fedavg"] = run("train/synthetic-stragglers", "fedavg", a.data_dir, hp)
