@@ -153,8 +153,8 @@ def _spec(name, mode, tier, sizes, train, batch_size):
 
 
 _FULL = {"epochs": 6, "batch": 64, "lr": 3e-3, "seed": 0}
-_SMALL = {"epochs": 4, "batch": 64, "lr": 3e-3, "seed": 0}
+_SMALL = {"epochs": 3, "batch": 64, "lr": 3e-3, "seed": 0}
 SPLIT = _spec("infer/shapes-split", "split", "default", (8000, 1000, 2000), _FULL, 1000)
 EXIT = _spec("infer/shapes-exit", "exit", "default", (8000, 1000, 2000), _FULL, 1000)
-SPLIT_SMALL = _spec("infer/shapes-split-small", "split", "small", (2000, 500, 1000), _SMALL, 500)
-EXIT_SMALL = _spec("infer/shapes-exit-small", "exit", "small", (2000, 500, 1000), _SMALL, 500)
+SPLIT_SMALL = _spec("infer/shapes-split-small", "split", "small", (1200, 300, 1000), _SMALL, 500)
+EXIT_SMALL = _spec("infer/shapes-exit-small", "exit", "small", (1200, 300, 1000), _SMALL, 500)
