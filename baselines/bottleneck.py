@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import optax
 
 from lsbench import api
+from lsbench.task import TaskError
 from baselines.shapes_reference import Offload
 from baselines.split import fake_quant
 
@@ -42,11 +43,11 @@ class Bottleneck(Offload):
         super().__init__(ctx, hp)
         info = ctx.models["cloud"].info
         if ctx.extras.get("mode") != "split":
-            raise ValueError(f"method {self.manifest.name} needs a split-mode shapes task (infer/shapes-split)")
+            raise TaskError(f"method {self.manifest.name} needs a split-mode shapes task (infer/shapes-split)")
         if self.hp["split"] not in info["split_points"][1:]:
-            raise ValueError(f"bottleneck split must be one of {', '.join(info['split_points'][1:])}")
+            raise TaskError(f"bottleneck split must be one of {', '.join(info['split_points'][1:])}")
         if self.hp["bits"] not in (8, 4):
-            raise ValueError(f"bottleneck bits must be 8 or 4, not {self.hp['bits']!r}")
+            raise TaskError(f"bottleneck bits must be 8 or 4, not {self.hp['bits']!r}")
         self.codec_up = f"int{self.hp['bits']}"
         self.run, self.split = info["run"], self.hp["split"]
 

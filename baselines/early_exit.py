@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lsbench import api
+from lsbench.task import TaskError
 from baselines.shapes_reference import Offload
 
 
@@ -37,7 +38,7 @@ class EarlyExit(Offload):
         super().__init__(ctx, hp)
         info = ctx.models["cloud"].info
         if ctx.extras.get("mode") != "exit" or "exit" not in info:
-            raise ValueError(f"method {self.manifest.name} needs a multi-exit shapes task "
+            raise TaskError(f"method {self.manifest.name} needs a multi-exit shapes task "
                              "(infer/shapes-exit)")
         self.at, self.run, self.exit = info["exit_at"], info["run"], info["exit"]
 

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsbench import api
+from lsbench.task import TaskError
 from lsbench.models import vision
 from baselines.shapes_reference import Offload
 
@@ -89,14 +90,14 @@ class Split(Offload):
     def __init__(self, ctx, hp):
         super().__init__(ctx, hp)
         if ctx.extras.get("mode") != "split":
-            raise ValueError(f"method {self.manifest.name} needs a split-mode shapes task "
+            raise TaskError(f"method {self.manifest.name} needs a split-mode shapes task "
                              "(infer/shapes-split); use early-exit on the exit task")
         points = ctx.models["cloud"].info["split_points"]
         if self.hp["profile"] not in ctx.extras["profiles"]["network"]:
-            raise ValueError(f"unknown profile '{self.hp['profile']}'; use one of "
+            raise TaskError(f"unknown profile '{self.hp['profile']}'; use one of "
                              f"{', '.join(ctx.extras['profiles']['network'])}")
         if self.hp["split"] != "auto" and self.hp["split"] not in points:
-            raise ValueError(f"unknown split '{self.hp['split']}'; use auto or one of {', '.join(points)}")
+            raise TaskError(f"unknown split '{self.hp['split']}'; use auto or one of {', '.join(points)}")
         self.choice = self.choose()
         self.split = self.choice["split"]
         if self.choice["codec"] != "raw-uint8":
@@ -145,7 +146,7 @@ class SplitQuant(Split):
     def __init__(self, ctx, hp):
         bits = hp.get("bits", "auto")
         if bits not in ("auto", 8, 4):
-            raise ValueError(f"bits must be auto, 8 or 4, not {bits!r}")
+            raise TaskError(f"bits must be auto, 8 or 4, not {bits!r}")
         if bits != "auto":
             self.codecs = (f"int{bits}",)
         super().__init__(ctx, hp)

@@ -17,7 +17,6 @@ image, ``"logits"`` the output).
 from __future__ import annotations
 
 import math
-import time
 from typing import Sequence
 
 import flax.linen as nn
@@ -219,8 +218,3 @@ def predict(fn, params, x, batch: int = 1000):
     f = jax.jit(fn)
     return np.concatenate([np.asarray(jnp.argmax(f(params, jnp.asarray(x[i:i + batch])), -1))
                            for i in range(0, len(x), batch)]).astype(np.int32)
-
-
-def timed(fn, *a, **k):
-    t0 = time.time()
-    return fn(*a, **k), time.time() - t0
