@@ -51,7 +51,8 @@ def test_digits_task_conventions(ddir):
 def test_bad_task_config_one_line(ddir):
     from tasks.train_digits import TASK
     for cfg, word in ((dict(TASK.config, alpha=0.0), "alpha"), (dict(TASK.config, clients=5000), "clients"),
-                      (dict(TASK.config, dataset="nope"), "unknown dataset")):
+                      (dict(TASK.config, dataset="nope"), "unknown dataset"),
+                      (dict(TASK.config, dataset="cifar10"), "tfds build")):  # real data not in data_dir
         with pytest.raises(TaskError) as e:
             dataclasses.replace(TASK, config=cfg).build(ddir, 0)
         assert word in str(e.value) and "\n" not in str(e.value)
