@@ -126,8 +126,9 @@ class PublicExchange(api.TrainMethod):
     def edge_model(self, tier):
         return model_for(self.ctx, tier)
 
-    def payload(self, logits):
-        """What an edge uploads for its public logits (default: the logits)."""
+    def payload(self, logits, hist):
+        """What an edge uploads, from its public logits and the label counts of
+        its local steps this round (default: the logits only)."""
         return logits
 
     def digest_loss(self, logits, target):
@@ -172,18 +173,19 @@ class PublicExchange(api.TrainMethod):
 
         p = fit(self.tx_digest, params, loss, self.n_pub, int(self.hp["digest_steps"]),
                 int(self.hp["digest_batch"]), rng)
-        return {"p": p, "o": self.tx.init(p), "r": r}
+        return {"p": p, "o": self.tx.init(p), "r": r, "hist": jnp.zeros((self.ctx.num_classes,), jnp.float32)}
 
     def client_step(self, cs, batch, rng):
         apply = self._tier_of(cs["p"]).apply
         p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
                               lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
-        return {"p": p, "o": o, "r": cs["r"]}, loss
+        hist = cs["hist"] + jnp.sum(jax.nn.one_hot(batch["y"], self.ctx.num_classes) * batch["mask"][:, None], 0)
+        return {"p": p, "o": o, "r": cs["r"], "hist": hist}, loss
 
     def client_final(self, cs, params, rng):
         apply = self._tier_of(cs["p"]).apply
         xw = self.xpub[public_window(cs["r"], self.n_pub, self.xpub.shape[0])]
-        return cs["p"], self.payload(predict_rows(apply, cs["p"], xw))
+        return cs["p"], self.payload(predict_rows(apply, cs["p"], xw), cs["hist"])
 
     def cloud_update(self, cloud, uplinks, weights, ids, rng):
         target, extra = self.cloud_target(cloud, uplinks, weights, rng)

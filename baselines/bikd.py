@@ -5,7 +5,8 @@ models at the cloud side and small models at the edge side", implemented as
 federated deep mutual learning (Zhang et al., CVPR 2018, DML) between one
 large cloud model and many small edge models, with FedET's confidence-
 weighted consensus (Cho et al., IJCAI 2022) for the edge->cloud direction.
-No weights ever cross the link; only soft labels on the public split do.
+No weights ever cross the link; only soft labels on the public split (and
+per-class label counts) do.
 
 Protocol, round r (W_r = the r-th window of ``n_pub`` public rows; T = ``T``):
  1. down (cloud->edge): the cloud's soft labels ``softmax(z_cloud / T)`` on
@@ -14,9 +15,13 @@ Protocol, round r (W_r = the r-th window of ``n_pub`` public rows; T = ``T``):
  2. edge digests them: ``digest_steps`` SGD (momentum) steps of
     T²·CE(softmax(z_edge / T), cloud labels) on W_{r-1} (cloud teaches edge);
  3. edge trains on its private labelled data (cross-entropy, local steps);
- 4. up (edge->cloud): the edge's soft labels ``softmax(z_edge / T)`` on W_r;
- 5. the cloud aggregates them per row with weights n_c · exp(-H(p_c,row))
-    (example count times confidence, FedET-style), trains its large model
+ 4. up (edge->cloud): the edge's soft labels ``softmax(z_edge / T)`` on W_r,
+    and the label counts h_c[C] of its local steps this round (4C bytes);
+ 5. the cloud aggregates them class-aware and confidence-weighted (FedET
+    weights votes by confidence): consensus[s, j] ∝ Σ_c share_c[j] ·
+    exp(-H(p_c,s)) · p_c,s[j], with share_c[j] = h_c[j] / Σ_c' h_c'[j], so a
+    client's vote for class j counts by how much class-j data it holds (this
+    undoes the label-skew bias of a plain average); trains its large model
     (``ctx.models['cloud']``) for ``cloud_steps`` steps of T²·CE to the
     consensus on W_r (edge teaches cloud), then computes its own soft labels
     on W_r for step 1 of round r+1.
@@ -24,7 +29,7 @@ Edge models are per-client and persistent; their architecture follows the
 client's tier (``edge/<tier>``), so tiers may differ. Both sides are reported:
 ``edge_accuracy`` (mean of client models on the global test set),
 ``edge_personal_accuracy`` and ``cloud_accuracy``.
-Wire per client per round: up ``4 * n_pub * C``, down ``4 * n_pub * C + 4``.
+Wire per client per round: up ``4 * n_pub * C + 4 * C``, down ``4 * n_pub * C + 4``.
 """
 import jax
 import jax.numpy as jnp
@@ -44,8 +49,8 @@ class BiKD(kd.PublicExchange):
                            cloud_batch=64, cloud_lr=1e-3)
     sweep = ({"n_pub": 300}, {"cloud_steps": 300})
 
-    def payload(self, logits):
-        return jax.nn.softmax(logits / float(self.hp["T"]), -1)
+    def payload(self, logits, hist):
+        return {"probs": jax.nn.softmax(logits / float(self.hp["T"]), -1), "hist": hist}
 
     def digest_loss(self, logits, target):
         return kd.probs_xent(logits, target, T=float(self.hp["T"]))
@@ -55,11 +60,13 @@ class BiKD(kd.PublicExchange):
 
     def cloud_target(self, cloud, uplinks, weights, rng):
         T = float(self.hp["T"])
-        probs = jnp.concatenate([u for u in uplinks.values()])            # [k, n_pub, C]
-        n = jnp.concatenate([jnp.asarray(w, jnp.float32) for w in weights.values()])
+        probs = jnp.concatenate([u["probs"] for u in uplinks.values()])   # [k, n_pub, C]
+        hist = jnp.concatenate([u["hist"] for u in uplinks.values()])     # [k, C]
+        # class-aware vote: client c's belief in class j counts by its share of class-j data
+        share = hist / jnp.maximum(hist.sum(0, keepdims=True), 1e-12)
         ent = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), -1)    # [k, n_pub]
-        w = n[:, None] * jnp.exp(-ent)
-        consensus = jnp.einsum("kn,knc->nc", w, probs) / jnp.maximum(w.sum(0), 1e-12)[:, None]
+        score = jnp.einsum("kc,kn,knc->nc", share, jnp.exp(-ent), probs)
+        consensus = score / jnp.maximum(score.sum(-1, keepdims=True), 1e-12)
         xw = self.xpub[kd.public_window(cloud["r"], self.n_pub, self.xpub.shape[0])]
         apply = self.ctx.models["cloud"].apply
         tx = make_optimizer({"lr": self.hp["cloud_lr"], "optimizer": "adam"})

@@ -29,7 +29,7 @@ class DSFL(kd.PublicExchange):
                            server_batch=64, server_lr=0.05)
     sweep = ({"n_pub": 200}, {"n_pub": 1000})
 
-    def payload(self, logits):
+    def payload(self, logits, hist):
         return jax.nn.softmax(logits, -1)
 
     def digest_loss(self, logits, target):
