@@ -34,9 +34,10 @@ class Bottleneck(Offload):
     manifest = api.Manifest(name="bottleneck", tracks=("infer",), paper="Matsubara et al., BottleFit, 2022",
                             description="1x1 channel bottleneck at the split, distilled from the cloud "
                                         "model in prepare, int8 on the wire")
-    default_hparams = {"split": "pool2", "channels": 4, "bits": 8, "steps": 300, "batch": 64, "lr": 3e-3,
+    default_hparams = {"split": "pool3", "channels": 8, "bits": 8, "steps": 400, "batch": 64, "lr": 3e-3,
                        "temperature": 2.0}
-    sweep = tuple({"channels": c} for c in (1, 2, 4, 8))
+    sweep = (tuple({"channels": c} for c in (2, 4, 8, 16))
+             + tuple({"split": "pool2", "channels": c} for c in (2, 4, 8)))
     codec_up = "int8"
 
     def __init__(self, ctx, hp):

@@ -27,11 +27,14 @@ def main():
     ap.add_argument("--small", action="store_true", help="the CI-sized tiers")
     ap.add_argument("--sweep", action="store_true", help="run every sweep point too")
     ap.add_argument("--only", default="", help="comma-separated methods")
+    ap.add_argument("--mode", default="split,exit", help="which tasks: split, exit or both")
     ap.add_argument("--json", default="")
     a = ap.parse_args()
     from lsbench.registry import load_method, load_task
     rows = []
     for mode, methods in METHODS.items():
+        if mode not in a.mode.split(","):
+            continue
         task = f"infer/shapes-{mode}" + ("-small" if a.small else "")
         t0 = time.time()
         spec = load_task(task)

@@ -111,7 +111,8 @@ def test_early_exit_extremes(shared_dir, tmp_path):
 
 
 def test_bottleneck_bytes_and_setup_cost(shared_dir, tmp_path):
-    f = run(shared_dir, tmp_path, SPLIT, "bottleneck", {"channels": 2, "steps": 40}, name="bn")
+    f = run(shared_dir, tmp_path, SPLIT, "bottleneck", {"split": "pool2", "channels": 2, "steps": 40},
+            name="bn")
     m = f["metrics"]
     assert m["bytes_up_per_example"] == 8 * 8 * 2 + 8  # int8 codes + fp32 scale + zero-point
     assert f["costs"]["setup_cloud_flops"] > 0
