@@ -10,6 +10,7 @@ Pure, jittable functions over plain parameter pytrees (built on
 ``era``              DS-FL's entropy-reduction aggregation (sharpened average)
 ``fit``              ``steps`` optimizer steps on random minibatches of rows (lax.scan)
 ``predict_rows``     a model's logits on many rows, in fixed-size chunks (lax.map)
+``PublicExchange``   the round pipeline of FedMD, DS-FL and BiKD (soft labels on public rows)
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from baselines._train_common import opt_step
+from baselines._train_common import make_optimizer, opt_step, xent
+from lsbench import api
 from lsbench.task import TaskError
 
 
@@ -95,8 +97,6 @@ def predict_rows(apply, params, x, chunk: int = 512):
 
 
 # ---- the public-set exchange pipeline shared by FedMD, DS-FL and BiKD -------------
-from lsbench import api  # noqa: E402
-from baselines._train_common import make_optimizer, xent  # noqa: E402
 
 
 class PublicExchange(api.TrainMethod):

@@ -13,7 +13,6 @@ Wire per client per round: up ``4 * n_pub * C`` bytes; down the same plus 4
 (the round counter). The open split reaches each edge once (setup bytes).
 """
 import jax
-import jax.numpy as jnp
 
 from baselines import _distill as kd
 from baselines._train_common import make_optimizer, weighted_average

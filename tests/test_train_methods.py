@@ -191,3 +191,15 @@ def test_mnist1d_dsfl_sends_fewer_bytes_per_round_than_fedavg(mnist1d_runs):
     per_round = {m: (f["costs"]["bytes_up"] + f["costs"]["bytes_down"]) / f["units"]
                  for m, f in mnist1d_runs.items() if m in ("dsfl", "fedavg")}
     assert per_round["dsfl"] < per_round["fedavg"], per_round
+
+
+@pytest.mark.parametrize("method", ["fedmd", "dsfl", "bikd", "feddf"])
+def test_methods_needing_public_data_say_so(method):
+    from lsbench.registry import load_method
+    from lsbench.task import TaskError
+    inst = HET.build("", 0)
+    ctx = dataclasses.replace(inst.ctx, public=None)
+    cls = load_method(method, HET)
+    with pytest.raises(TaskError, match="public") as e:
+        cls(ctx, dict(cls.default_hparams))
+    assert "\n" not in str(e.value)
