@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METHODS = ("fedavg", "fedprox", "heterofl", "fedmd", "feddf", "fedgkt", "dsfl", "bikd")
 
 
-def run_one(task, method, seed, root, data_dir=None):
+def run_one(task, method, seed, root, data_dir=None, table_only=False):
     wd = os.path.join(root, task.replace("/", "_"), method, f"seed{seed}")
     final = os.path.join(wd, "final.json")
     if os.path.exists(final):
@@ -34,6 +34,8 @@ def run_one(task, method, seed, root, data_dir=None):
                 with open(final + ".bench") as f:
                     out.update(json.load(f))
             return out
+    if table_only:
+        return None
     args = [sys.executable, "-m", "lsbench.cli.main", "run", f"--task={task}", f"--method={method}",
             f"--seed={seed}", f"--workdir={wd}", "--overwrite"]
     if data_dir:
@@ -73,18 +75,17 @@ def _to_target(runs):
 
 
 def table(task, results):
-    lines = [f"| method | edge acc | edge personal acc | cloud acc | bytes up | bytes down | bytes/round "
+    lines = [f"| method | seeds | edge acc | edge personal acc | cloud acc | bytes up | bytes down | bytes/round "
              f"| edge FLOPs | cloud FLOPs | bytes to target | wall s | user CPU s |",
-             "|---" * 12 + "|"]
+             "|---" * 13 + "|"]
     for m, runs in results.items():
-        runs = [r for r in runs if r]
         if not runs:
-            lines.append(f"| {m} | failed |" + " |" * 10)
+            lines.append(f"| {m} | 0 |" + " |" * 11)
             continue
         get = lambda k, src="metrics": [r[src].get(k) for r in runs]  # noqa: E731
         per_round = [(r["costs"]["bytes_up"] + r["costs"]["bytes_down"]) / max(r["units"], 1) for r in runs]
         lines.append("| " + " | ".join([
-            m, _ms(get("edge_accuracy")), _ms(get("edge_personal_accuracy")), _ms(get("cloud_accuracy")),
+            m, str(len(runs)), _ms(get("edge_accuracy")), _ms(get("edge_personal_accuracy")), _ms(get("cloud_accuracy")),
             _si(np.mean(get("bytes_up", "costs"))), _si(np.mean(get("bytes_down", "costs"))),
             _si(np.mean(per_round)), _si(np.mean(get("edge_flops", "costs"))),
             _si(np.mean(get("cloud_flops", "costs"))), _to_target(runs),
@@ -100,13 +101,15 @@ def main(argv=None):
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--root", default="runs/bench-train")
     ap.add_argument("--data_dir", default=None)
+    ap.add_argument("--table_only", action="store_true", help="only tabulate completed runs under --root")
     a = ap.parse_args(argv)
     seeds = [int(s) for s in a.seeds.split(",")]
     results = {}
     for m in a.methods.split(","):
-        results[m] = [run_one(a.task, m, s, a.root, a.data_dir) for s in seeds]
+        results[m] = [run_one(a.task, m, s, a.root, a.data_dir, a.table_only) for s in seeds]
         r = [x for x in results[m] if x]
         print(f"{m}: " + ", ".join(f"seed {x['seed']} {x['status']} {x['wall_s']:.0f}s" for x in r), flush=True)
+        results[m] = r
     print(f"\n{a.task}, seeds {a.seeds} (mean ± std); command: python tests/bench_train_methods.py "
           f"--task={a.task} --seeds={a.seeds}\n")
     print(table(a.task, results))

@@ -144,7 +144,7 @@ def _loop(method, hp=None, spec=HET):
     from lsbench.registry import load_method
     inst = spec.build("", 0)
     cls = load_method(method, spec)
-    m = cls(inst.ctx, dict(cls.default_hparams, **SMALL_HP.get(method, {}), **(hp or {})))
+    m = cls(inst.ctx, {**cls.default_hparams, **SMALL_HP.get(method, {}), **(hp or {})})
     return TrainLoop(inst, m, 0, FlopMeter()), inst
 
 
