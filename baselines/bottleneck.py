@@ -5,7 +5,8 @@ At split point ``split`` of the frozen cloud CNN, the edge applies a 1x1 conv
 encoder to ``channels`` channels; the code travels through the channel's
 ``int8`` codec (per-example affine: uint8 codes + fp32 scale + zero-point);
 the cloud applies a 1x1 conv decoder (ReLU) back to the original channels and
-finishes the cloud model. ``prepare`` trains encoder and decoder by
+finishes the cloud model. ``prepare`` initialises encoder and decoder by PCA
+of the split activations and fine-tunes them by
 distillation from the cloud model's logits on the calibration images
 (``steps`` Adam steps, straight-through fake quantisation at ``bits``), so
 its FLOPs are the method's setup cost.
@@ -34,7 +35,7 @@ class Bottleneck(Offload):
     manifest = api.Manifest(name="bottleneck", tracks=("infer",), paper="Matsubara et al., BottleFit, 2022",
                             description="1x1 channel bottleneck at the split, distilled from the cloud "
                                         "model in prepare, int8 on the wire")
-    default_hparams = {"split": "pool3", "channels": 8, "bits": 8, "steps": 400, "batch": 64, "lr": 3e-3,
+    default_hparams = {"split": "pool3", "channels": 8, "bits": 8, "steps": 400, "batch": 64, "lr": 1e-3,
                        "temperature": 2.0}
     sweep = (tuple({"channels": c} for c in (2, 4, 8, 16))
              + tuple({"split": "pool2", "channels": c} for c in (2, 4, 8)))
@@ -55,11 +56,15 @@ class Bottleneck(Offload):
     def prepare(self, calib, rng):
         cloud = self.ctx.params["cloud"]
         x = calib["x"]
-        c_in = jax.eval_shape(lambda: self.run(cloud, x[:1], "input", self.split)).shape[-1]
-        k1, k2, k3 = jax.random.split(rng, 3)
         c = self.hp["channels"]
-        bn = {"enc": {"w": jax.random.normal(k1, (c_in, c)) / jnp.sqrt(c_in), "b": jnp.zeros(c)},
-              "dec": {"w": jax.random.normal(k2, (c, c_in)) / jnp.sqrt(c), "b": jnp.zeros(c_in)}}
+        # PCA initialisation: the top-c principal channel directions of the
+        # activations at the split (encoder) and their transpose (decoder).
+        h = self.run(cloud, x, "input", self.split)
+        h = h.reshape(-1, h.shape[-1])
+        mu = h.mean(0)
+        _, vecs = jnp.linalg.eigh((h - mu).T @ (h - mu) / h.shape[0])
+        v = vecs[:, ::-1][:, :c]
+        bn = {"enc": {"w": v, "b": -mu @ v}, "dec": {"w": v.T, "b": mu}}
         tx = optax.adam(self.hp["lr"])
         T = self.hp["temperature"]
 
@@ -76,7 +81,7 @@ class Bottleneck(Offload):
             g = jax.grad(loss)(bn, x[idx])
             upd, opt = tx.update(g, opt, bn)
             return (optax.apply_updates(bn, upd), opt), None
-        (bn, _), _ = jax.lax.scan(step, (bn, tx.init(bn)), jax.random.split(k3, self.hp["steps"]))
+        (bn, _), _ = jax.lax.scan(step, (bn, tx.init(bn)), jax.random.split(rng, self.hp["steps"]))
         return {"cloud": cloud, "enc": bn["enc"]}, {"cloud": cloud, "dec": bn["dec"]}
 
     def edge_part(self, es, x):
