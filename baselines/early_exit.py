@@ -30,8 +30,8 @@ class EarlyExit(Offload):
                             paper="Teerapittayanon et al., BranchyNet (ICPR 2016), DDNN (ICDCS 2017)",
                             description="exit on the device when the exit's normalised entropy is low; "
                                         "else send exit features to the cloud's final exit")
-    default_hparams = {"threshold": 0.2}
-    sweep = tuple({"threshold": t} for t in (-1.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 2.0))
+    default_hparams = {"threshold": 0.5}
+    sweep = tuple({"threshold": t} for t in (-1.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 2.0))
     codec_up = "int8"
 
     def __init__(self, ctx, hp):
