@@ -28,7 +28,8 @@ test-slow: install-test
 bench: install
 	$(PY) tests/bench_client_backends.py
 
-# Regenerate the published board in leaderboard/ from the quick suite.
+# Regenerate the published board in leaderboard/ (PRESET=quick by default; finished runs are reused).
+PRESET ?= quick
 leaderboard-publish: install
-	lsbench suite --preset=quick --workdir=runs/quick
-	lsbench leaderboard --results=runs/quick/runs --out=leaderboard
+	lsbench suite --preset=$(PRESET) --workdir=runs/$(PRESET)
+	lsbench leaderboard --results=runs/$(PRESET)/runs --out=leaderboard
