@@ -32,6 +32,7 @@ def _ste_quant(z, bits):
 
 
 class Bottleneck(Offload):
+    families = ("infer/shapes-split*",)  # the suite's grid: which tasks this method applies to
     manifest = api.Manifest(name="bottleneck", tracks=("infer",), paper="Matsubara et al., BottleFit, 2022",
                             description="1x1 channel bottleneck at the split, distilled from the cloud "
                                         "model in prepare, int8 on the wire")

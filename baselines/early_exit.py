@@ -26,6 +26,7 @@ def normalized_entropy(logits):
 
 
 class EarlyExit(Offload):
+    families = ("infer/shapes-exit*",)  # the suite's grid: which tasks this method applies to
     manifest = api.Manifest(name="early-exit", tracks=("infer",),
                             paper="Teerapittayanon et al., BranchyNet (ICPR 2016), DDNN (ICDCS 2017)",
                             description="exit on the device when the exit's normalised entropy is low; "

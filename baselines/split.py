@@ -80,6 +80,7 @@ def fake_quant(h, bits: int):
 
 
 class Split(Offload):
+    families = ("infer/shapes-split*",)  # the suite's grid: which tasks this method applies to
     manifest = api.Manifest(name="split", tracks=("infer",), paper="Kang et al., Neurosurgeon, ASPLOS 2017",
                             description="profiled split of the cloud CNN, fp32 activations")
     default_hparams = {"split": "auto", "profile": "lte"}

@@ -131,3 +131,18 @@ def test_a_tasks_first_run_goes_alone():
     assert Suite._next([a1, b0], running, warm=set()) is b0            # a is still building
     assert Suite._next([a1], running, warm=set()) is None
     assert Suite._next([a1, b0], running, warm={"a"}) is a1            # a is warm: run in parallel
+
+
+def test_star_methods_respect_families_and_task_patterns():
+    preset = {"name": "t", "seeds": [0], "groups": [
+        {"tasks": ["infer/shapes-exit-small", "infer/shapes-split-small", "infer/arith-route-small"],
+         "methods": "*", "sweep": False}]}
+    grid = {}
+    for it in expand(preset):
+        grid.setdefault(it.task, set()).add(it.method)
+    assert "early-exit" in grid["infer/shapes-exit-small"]
+    assert not {"split", "split-quant", "bottleneck"} & grid["infer/shapes-exit-small"]
+    assert {"split", "split-quant", "bottleneck"} <= grid["infer/shapes-split-small"]
+    assert "early-exit" not in grid["infer/shapes-split-small"]
+    assert not {"split", "early-exit", "specdec"} & grid["infer/arith-route-small"]
+    assert "cascade" in grid["infer/arith-route-small"]

@@ -147,7 +147,7 @@ def _methods_for(spec, errors, warnings):
     eps = registry._entry_points(registry.METHOD_GROUP)
     # A plain name from a module that also registers family-scoped names
     # ("arith.edge-only" -> baselines.routing) belongs to those families;
-    # a class attribute ``families = (...)`` says so explicitly.
+    # a class attribute ``families = (...)`` (family names or task-name patterns) says so explicitly.
     module_fams: dict = {}
     for key, ep in eps.items():
         fam, dot, _ = key.partition(".")
@@ -169,7 +169,8 @@ def _methods_for(spec, errors, warnings):
             continue
         man = getattr(cls, "manifest", None)
         fams = getattr(cls, "families", None) or module_fams.get(ep.value.split(":")[0])
-        if dot or (man is not None and spec.track in man.tracks and (not fams or _family(spec) in fams)):
+        fits = not fams or _family(spec) in fams or any(fnmatch.fnmatch(spec.name, f) for f in fams)
+        if dot or (man is not None and spec.track in man.tracks and fits):
             keys.append(key)
     return keys
 
