@@ -32,4 +32,7 @@ bench: install
 PRESET ?= quick
 leaderboard-publish: install
 	lsbench suite --preset=$(PRESET) --workdir=runs/$(PRESET)
-	lsbench leaderboard --results=runs/$(PRESET)/runs --out=leaderboard
+	rm -rf leaderboard/results && mkdir -p leaderboard/results
+	cd runs/$(PRESET)/runs && find . \( -name final.json -o -name metrics.jsonl -o -name manifest.json \) \
+		-exec cp --parents {} $(CURDIR)/leaderboard/results/ \;
+	lsbench leaderboard --results=leaderboard/results --out=leaderboard
