@@ -102,3 +102,21 @@ def weighted_average(uplinks, weights):
     w = jnp.asarray(weights, jnp.float32)
     w = w / jnp.maximum(w.sum(), 1e-12)
     return tmap(lambda u: jnp.tensordot(w, u.astype(jnp.float32), 1).astype(u.dtype), uplinks)
+
+
+class LocalSGDClient:
+    """Mixin: the client trains the received params with the task loss and sends them back
+    (the personal edge model is the last local one). Needs ``self.tx`` (optax) and
+    ``self._model_of(params)`` (the ModelDef whose shapes the params have)."""
+
+    def client_init(self, edge_state, down, rng):
+        return {"p": down, "o": self.tx.init(down)}
+
+    def client_step(self, cs, batch, rng):
+        apply = self._model_of(cs["p"]).apply
+        p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
+                              lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
+        return {"p": p, "o": o}, loss
+
+    def client_final(self, cs, edge_state, rng):
+        return cs["p"], cs["p"]

@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 
 from baselines import _distill as kd
-from baselines._train_common import make_optimizer, opt_step, soft_xent, weighted_average, xent
+from baselines._train_common import LocalSGDClient, make_optimizer, soft_xent, weighted_average
 from lsbench import api
 
 tmap = jax.tree_util.tree_map
 
 
-class FedDF(api.TrainMethod):
+class FedDF(LocalSGDClient, api.TrainMethod):
     manifest = api.Manifest(
         name="feddf", tracks=("train",), description="FedAvg per prototype + server ensemble distillation",
         paper="Lin, Kong, Stich & Jaggi, Ensemble Distillation for Robust Model Fusion in Federated "
@@ -58,18 +58,6 @@ class FedDF(api.TrainMethod):
 
     def cloud_downlink(self, cloud, tier, ids):
         return cloud["proto"][tier]
-
-    def client_init(self, edge_state, down, rng):
-        return {"p": down, "o": self.tx.init(down)}
-
-    def client_step(self, cs, batch, rng):
-        apply = self._model_of(cs["p"]).apply
-        p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
-                              lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
-        return {"p": p, "o": o}, loss
-
-    def client_final(self, cs, edge_state, rng):
-        return cs["p"], cs["p"]
 
     def cloud_update(self, cloud, uplinks, weights, ids, rng):
         xw = self.xpub[kd.public_window(cloud["r"], self.n_pub, self.xpub.shape[0])]

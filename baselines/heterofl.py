@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from baselines import _distill as kd
-from baselines._train_common import make_optimizer, opt_step, xent
+from baselines._train_common import LocalSGDClient, make_optimizer
 from lsbench import api
 from lsbench.task import TaskError
 
@@ -33,7 +33,7 @@ def _slice(params, shapes):
                 is_leaf=lambda x: isinstance(x, tuple))
 
 
-class HeteroFL(api.TrainMethod):
+class HeteroFL(LocalSGDClient, api.TrainMethod):
     manifest = api.Manifest(
         name="heterofl", tracks=("train",), description="width-sliced sub-models per capacity tier",
         paper="Diao, Ding & Tarokh, HeteroFL: Computation and Communication Efficient Federated "
@@ -75,18 +75,6 @@ class HeteroFL(api.TrainMethod):
 
     def cloud_downlink(self, cloud, tier, ids):
         return _slice(cloud, self.shapes[tier])
-
-    def client_init(self, edge_state, down, rng):
-        return {"p": down, "o": self.tx.init(down)}
-
-    def client_step(self, cs, batch, rng):
-        apply = self._model_of(cs["p"]).apply
-        p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
-                              lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
-        return {"p": p, "o": o}, loss
-
-    def client_final(self, cs, edge_state, rng):
-        return cs["p"], cs["p"]
 
     def cloud_update(self, cloud, uplinks, weights, ids, rng):
         total = tmap(jnp.zeros_like, cloud)
