@@ -2,8 +2,11 @@
 
 ``path/to/file.py[:Name]``, ``pkg.module:Name``, or an entry-point name in the
 ``lsbench.methods`` / ``lsbench.tasks`` groups. Built-ins use the same paths.
-A method entry named ``family.name`` is what ``name`` finds on a task of that
-family (``spec.config['family']``, else its track).
+Entry-point names must be unique, so methods that share a short name across
+families register as ``family.name`` (``arith.edge-only``); ``--method=name``
+finds every entry called ``name`` or ``*.name`` and keeps the one whose
+``Manifest.applies_to`` fits the task (the one source of truth for where a
+method applies).
 """
 from __future__ import annotations
 
@@ -15,14 +18,11 @@ import os
 import sys
 
 from lsbench import api
+from lsbench.errors import PluginError
 from lsbench.task import TaskSpec
 
 METHOD_GROUP = "lsbench.methods"
 TASK_GROUP = "lsbench.tasks"
-
-
-class PluginError(ValueError):
-    """A plugin could not be found or is malformed."""
 
 
 def _entry_points(group):
@@ -81,7 +81,21 @@ def load_task(name: str) -> TaskSpec:
     return obj
 
 
-def load_method(name: str, spec: TaskSpec | None = None) -> type:
+def applies_to(cls, spec: TaskSpec) -> bool:
+    """Whether method class ``cls`` runs on task ``spec`` (its manifest says)."""
+    return api.applies(cls.manifest, spec.name, spec.track, _family(spec))
+
+
+def short_name(key: str) -> str:
+    """'arith.edge-only' -> 'edge-only' (entry-point keys may carry a family prefix)."""
+    head, dot, tail = key.partition(".")
+    return tail if dot and "/" not in key and head.isidentifier() and tail else key
+
+
+def load_method(name, spec: TaskSpec | None = None) -> type:
+    if inspect.isclass(name):  # a class given directly (the Python API)
+        check_method_class(name, getattr(getattr(name, "manifest", None), "name", name.__name__), spec)
+        return name
     if _is_ref(name):
         obj = _load_ref(name, "method")
         if inspect.ismodule(obj):
@@ -94,12 +108,25 @@ def load_method(name: str, spec: TaskSpec | None = None) -> type:
             obj = found[0]
     else:
         eps = _entry_points(METHOD_GROUP)
-        keys = ([f"{_family(spec)}.{name}", f"{spec.track}.{name}"] if spec else []) + [name]
-        key = next((k for k in keys if k in eps), None)
-        if key is None:
-            where = f" for task {spec.name}" if spec else ""
-            raise PluginError(f"unknown method '{name}'{where}; run `lsbench list` to see the methods")
-        obj = eps[key].load()
+        keys = [k for k in eps if k == name or short_name(k) == name]
+        if not keys:
+            raise PluginError(f"unknown method '{name}'; run `lsbench list` to see the methods")
+        found = []
+        for k in keys:
+            try:
+                cls = eps[k].load()
+            except Exception as e:  # noqa: BLE001 - reported as one line
+                raise PluginError(f"method entry point '{k}' failed to load: {type(e).__name__}: {e}") from None
+            if spec is None or (hasattr(cls, "manifest") and applies_to(cls, spec)):
+                found.append(cls)
+        if spec is not None and not found:
+            raise PluginError(f"method '{name}' does not apply to task {spec.name}; "
+                              f"run `lsbench list --track={spec.track}` to see its methods")
+        if len(found) > 1:
+            where = f" on {spec.name}" if spec else ""
+            raise PluginError(f"method name '{name}' is ambiguous{where} ({', '.join(keys)}); "
+                              "narrow one manifest's applies_to")
+        obj = found[0]
     check_method_class(obj, name, spec)
     return obj
 
@@ -111,29 +138,25 @@ def check_method_class(obj, name: str, spec: TaskSpec | None = None):
     if not isinstance(man, api.Manifest):
         raise PluginError(f"method '{name}' has no `manifest = api.Manifest(...)`")
     if man.api_version != api.API_VERSION:
-        raise PluginError(f"method '{name}' targets api_version {man.api_version}; "
-                          f"this lsbench speaks {api.API_VERSION}")
+        raise PluginError(f"method '{name}' targets plugin API v{man.api_version}; this lsbench "
+                          f"speaks v{api.API_VERSION}: see 'Migrating from API v1' in the README")
     if man.reference is not None and man.reference not in api.REFERENCE_KINDS:
         raise PluginError(f"method '{name}': reference must be one of {api.REFERENCE_KINDS}")
     if spec is not None:
+        if not applies_to(obj, spec) and spec.track in man.tracks:
+            raise PluginError(f"method '{name}' applies to {', '.join(man.applies_to)}, "
+                              f"not to task {spec.name}")
         if spec.track not in man.tracks:
             raise PluginError(f"method '{name}' supports tracks {man.tracks}, "
                               f"not the {spec.track} track of {spec.name}")
         base = api.TRACK_BASES[spec.track]
         if not issubclass(obj, base):
             raise PluginError(f"method '{name}' must subclass lsbench.api.{base.__name__}")
-        missing = [f for f in REQUIRED_FUNCS[spec.track]
-                   if getattr(obj, f) is getattr(base, f)]
+        missing = [f for f in api.REQUIRED[spec.track]
+                   if getattr(obj, f, None) is getattr(base, f, None)]
         if missing:
-            raise PluginError(f"method '{name}' does not implement {', '.join(missing)}")
-
-
-REQUIRED_FUNCS = {
-    "train": ("init", "init_edge", "cloud_downlink", "client_init", "client_step",
-              "client_final", "cloud_update", "predict_edge"),
-    "infer": ("prepare", "edge_start", "edge_turn", "cloud_turn", "finalize"),
-    "plan": ("init", "edge_start", "edge_query", "cloud_plan", "edge_act"),
-}
+            raise PluginError(f"method '{name}' ({spec.track} track) does not implement "
+                              f"{', '.join(missing)}; see lsbench.api.{base.__name__}")
 
 
 def list_tasks() -> dict[str, TaskSpec]:

@@ -13,8 +13,7 @@ from typing import Any, Callable, Mapping, Optional
 from lsbench import api
 
 
-class TaskError(ValueError):
-    """Bad task input (unknown dataset, bad partition, missing data, ...)."""
+from lsbench.errors import TaskError  # noqa: F401  (re-exported: tasks raise it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,8 +44,10 @@ class TaskSpec:
 @dataclasses.dataclass
 class TrainInstance:
     """Runtime data of a training task. Arrays are numpy; per-client arrays are
-    padded to the largest client and stacked: x[C, n_max, ...], n[C]."""
-    ctx: api.TaskContext
+    padded to the largest client and stacked: x[C, n_max, ...], n[C].
+    ``edge_views``: one edge view per tier name; ``cloud_view``: the cloud's."""
+    edge_views: Mapping[str, api.TrainView]
+    cloud_view: api.TrainView
     train_x: Any
     train_y: Any
     train_n: Any
@@ -65,6 +66,15 @@ class TrainInstance:
     eval_every: int
     straggler_fraction: float = 0.0
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Edge budgets the harness enforces (lsbench.harness.budgets): param_bytes,
+    # flops_per_example, state_bytes; a missing key is not enforced.
+    edge_budgets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def hidden(self) -> dict:
+        """Task data no side may hold as a constant (clients' data, test sets)."""
+        return {"train_x": self.train_x, "train_y": self.train_y, "test_x": self.test_x,
+                "test_y": self.test_y, "global_test_x": self.global_test_x,
+                "global_test_y": self.global_test_y}
 
 
 @dataclasses.dataclass
@@ -73,9 +83,10 @@ class InferInstance:
 
     ``metrics_fn(preds, test, log) -> dict`` turns predictions (concatenated
     over batches) and the harness's per-example log (bytes, flops, sent, turns)
-    into task metrics.
+    into task metrics. ``edge_view``/``cloud_view``: what each side sees.
     """
-    ctx: api.TaskContext
+    edge_view: api.InferView
+    cloud_view: api.InferView
     calib: Mapping[str, Any]
     test: Mapping[str, Any]
     batch_size: int
@@ -85,6 +96,12 @@ class InferInstance:
     # seconds per example; default: lsbench.metering.profiles.turn_latency.
     latency_fn: Optional[Callable] = None
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    edge_budgets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Inputs the oracle reference may read besides input_keys (e.g. correctness bits).
+    oracle_keys: tuple = ()
+
+    def hidden(self) -> dict:
+        return {"test": dict(self.test)}
 
 
 @dataclasses.dataclass
@@ -92,8 +109,10 @@ class PlanInstance:
     """Runtime data of a planning task. ``reset(instance_i) -> (env_state, obs,
     world)``; ``step(env_state, action) -> (env_state, obs, done, info)`` are
     pure and per-episode (vmapped by the harness). ``cloud_cost(world, uplink)``
-    is the harness-side cost of one exact-solver answer (expanded nodes)."""
-    ctx: api.TaskContext
+    is the harness-side cost of one exact-solver answer (expanded nodes).
+    ``edge_view``/``cloud_view``: what each side sees (the planner is the cloud's)."""
+    edge_view: api.PlanView
+    cloud_view: api.PlanView
     instances: Any
     num_episodes: int
     max_steps: int
@@ -103,3 +122,7 @@ class PlanInstance:
     cloud_kind: str = "learned"     # "solver" (nodes) or "learned" (FLOPs)
     cloud_cost: Optional[Callable] = None
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    edge_budgets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    def hidden(self) -> dict:
+        return {"instances": self.instances}

@@ -1,4 +1,4 @@
-"""Inference and planning loops on the tiny plugins: billing per real row, resume, extremes."""
+"""The inference loop on the tiny plugin: billing per real row, resume, extremes."""
 import json
 import os
 
@@ -11,8 +11,6 @@ from conftest import PLUGINS
 
 INFER_TASK = os.path.join(PLUGINS, "tiny_infer.py") + ":TASK"
 INFER_METHOD = os.path.join(PLUGINS, "tiny_infer.py") + ":Cascade"
-PLAN_TASK = os.path.join(PLUGINS, "tiny_plan.py") + ":TASK"
-PLAN_METHOD = os.path.join(PLUGINS, "tiny_plan.py") + ":AskOnce"
 N, D = 100, 6  # tiny_infer: 100 test rows of 6 float32 features, batch 32 (last batch padded)
 
 
@@ -53,15 +51,3 @@ def test_infer_resume_equals_uninterrupted(tmp_path):
     assert res["metrics"] == full["metrics"] and res["costs"] == full["costs"]
     rows = [json.loads(line)["step"] for line in open(tmp_path / "part" / "metrics.jsonl")]
     assert len(rows) == len(set(rows))
-
-
-def test_plan_bytes_equal_layout_times_calls(tmp_path):
-    f = run(tmp_path, PLAN_TASK, PLAN_METHOD)
-    calls = f["metrics"]["calls_per_episode"] * 300
-    assert calls == 300 and f["metrics"]["success"] == 1.0
-    assert f["costs"]["bytes_up"] == calls * 1 and f["costs"]["bytes_down"] == calls * 1
-
-
-def test_plan_without_cloud_fails_more(tmp_path):
-    f = run(tmp_path, PLAN_TASK, PLAN_METHOD, hparams={"ask": False})
-    assert f["costs"]["bytes_up"] == 0 and f["metrics"]["success"] < 1.0
