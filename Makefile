@@ -26,7 +26,7 @@ test-slow: install-test
 	$(PY) -m pytest -q -m slow tests
 
 bench: install
-	$(PY) tests/bench_client_backends.py
+	$(PY) benchmarks/bench_client_backends.py
 
 # Regenerate the published board in leaderboard/ (PRESET=quick by default; finished runs are reused).
 PRESET ?= quick

@@ -133,7 +133,7 @@ def test_a_tasks_first_run_goes_alone():
     assert Suite._next([a1, b0], running, warm={"a"}) is a1            # a is warm: run in parallel
 
 
-def test_star_methods_respect_families_and_task_patterns():
+def test_star_methods_respect_manifest_applies_to():
     preset = {"name": "t", "seeds": [0], "groups": [
         {"tasks": ["infer/shapes-exit-small", "infer/shapes-split-small", "infer/arith-route-small"],
          "methods": "*", "sweep": False}]}

@@ -100,15 +100,14 @@ def cmd_list(argv):
     for n, s in tasks.items():
         print(f"  {n:26s} v{s.version:3s} {s.description}")
     print("METHODS")
+    from lsbench.registry import short_name
     for key, cls in list_methods().items():
         man = cls.manifest
         if fv.track and fv.track not in man.tracks:
             continue
-        fam, _, short = key.rpartition(".") if key.split(".")[0] in ("train", "infer", "plan", "shapes",
-                                                                        "arith", "pcfg") else ("", "", key)
         ref = f" [reference: {man.reference}]" if man.reference else ""
-        where = f" ({fam})" if fam else ""
-        print(f"  {short:20s}{where:10s} {'/'.join(man.tracks):6s} {man.description}{ref}")
+        where = f" ({', '.join(man.applies_to)})" if man.applies_to else ""
+        print(f"  {short_name(key):16s} {'/'.join(man.tracks):6s} {man.description}{where}{ref}")
     return 0
 
 

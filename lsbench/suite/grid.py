@@ -9,9 +9,8 @@ A preset::
                  "sweep": true | false | N}]}
 
 ``"*"`` tasks are every registered task (``tier`` filters them); ``"*"`` methods
-are every registered method that supports the task's track and family (a
-plain name belongs to the families its module registers scoped names for, or
-to those in the class attribute ``families``; else to its whole track). A
+are every registered method whose ``Manifest.applies_to`` fits the task (the
+one source of truth; see ``lsbench.registry.applies_to``). A
 method's sweep points come from its class's ``sweep``: ``true`` runs them all,
 ``false`` only the defaults, ``N`` N of them spread evenly. A task or method
 that cannot be loaded becomes a failed run with its one-line reason.
@@ -115,19 +114,13 @@ def _one_line(e: Exception) -> str:
     return (str(e).splitlines() or [type(e).__name__])[0]
 
 
-def _family(spec) -> str:
-    return spec.config.get("family", spec.track)
-
-
 def _label(name: str, spec) -> str:
-    """'arith.edge-only' -> 'edge-only' on a task of that family; paths -> file stem."""
+    """'arith.edge-only' -> 'edge-only'; paths -> file stem."""
+    from lsbench.registry import short_name
     if name.endswith(".py") or ".py:" in name:
         stem = os.path.splitext(os.path.basename(name.split(".py:")[0]))[0]
         return stem + (":" + name.split(".py:")[1] if ".py:" in name else "")
-    fam, dot, short = name.partition(".")
-    if dot and ":" not in name and (spec is None or fam in (_family(spec), spec.track, *api.TRACKS)):
-        return short
-    return name
+    return short_name(name) if ":" not in name else name
 
 
 def _all_tasks(errors):
@@ -142,35 +135,19 @@ def _all_tasks(errors):
 
 
 def _methods_for(spec, errors, warnings):
-    """Every registered method key that applies to ``spec`` (track and family)."""
+    """Every registered method key whose manifest applies to ``spec``."""
     from lsbench import registry
     eps = registry._entry_points(registry.METHOD_GROUP)
-    # A plain name from a module that also registers family-scoped names
-    # ("arith.edge-only" -> baselines.routing) belongs to those families;
-    # a class attribute ``families = (...)`` (family names or task-name patterns) says so explicitly.
-    module_fams: dict = {}
-    for key, ep in eps.items():
-        fam, dot, _ = key.partition(".")
-        if dot and fam not in api.TRACKS:
-            module_fams.setdefault(ep.value.split(":")[0], set()).add(fam)
     keys = []
     for key, ep in sorted(eps.items()):
-        fam, dot, _ = key.partition(".")
-        if dot and fam not in (_family(spec), spec.track):
-            continue
         try:
             cls = ep.load()
         except Exception as e:  # noqa: BLE001
             msg = f"method entry point failed to import: {type(e).__name__}: {_one_line(e)}"
-            if dot:   # family-scoped: it is meant for this task
-                errors.append((key, msg))
-            elif f"{key}: {msg}" not in warnings:   # track unknown: reported once
+            if f"{key}: {msg}" not in warnings:   # where it applies is unknown: reported once
                 warnings.append(f"{key}: {msg}")
             continue
-        man = getattr(cls, "manifest", None)
-        fams = getattr(cls, "families", None) or module_fams.get(ep.value.split(":")[0])
-        fits = not fams or _family(spec) in fams or any(fnmatch.fnmatch(spec.name, f) for f in fams)
-        if dot or (man is not None and spec.track in man.tracks and fits):
+        if hasattr(cls, "manifest") and registry.applies_to(cls, spec):
             keys.append(key)
     return keys
 
