@@ -37,6 +37,8 @@ def _run_flags():
     flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "JAX platform (default: JAX's choice).", **d)
     flags.DEFINE_integer("max_units", None, "Debug cap on rounds/batches/chunks (the run is marked capped).", **d)
     flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N units (default: 10 per run).", **d)
+    flags.DEFINE_bool("rebuild_cache", False, "Rebuild the cached datasets and reference models this run "
+                      "uses (after a corrupt-cache error).", **d)
     return fv
 
 
@@ -73,6 +75,8 @@ def cmd_run(argv):
     if hp is not None and not isinstance(hp, dict):
         _die("--hparams must be a JSON object like '{\"lr\": 0.1}'")
     _set_platform(fv.platform)
+    if fv.rebuild_cache:
+        os.environ["LSBENCH_REBUILD_CACHE"] = "1"
     from lsbench.harness.runner import USER_ERRORS, RunConfig, execute
     cfg = RunConfig(task=fv.task, method=fv.method, seed=fv.seed, workdir=fv.workdir, hparams=hp,
                     data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite,
@@ -156,7 +160,13 @@ def main(argv=None) -> int:
 
 
 def run_main():
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("lsbench: error: interrupted (SIGINT); a run continues from its last checkpoint "
+              "with --resume", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ def prepare(builder_cls, data_dir: str, config=None):
         config = config.name  # a listed config must be passed by name
     kw = {"config": config} if config is not None else {}
     b = builder_cls(data_dir=tfds_dir(data_dir), file_format="array_record", **kw)
+    from lsbench.models.cache import rebuild_requested
+    if b.is_prepared() and rebuild_requested():
+        import shutil
+        shutil.rmtree(str(b.data_dir), ignore_errors=True)
+        b = builder_cls(data_dir=tfds_dir(data_dir), file_format="array_record", **kw)
     if not b.is_prepared():
         b.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     return b
@@ -69,8 +74,37 @@ def read_split(source, keys=None) -> dict:
     return out
 
 
+HASH_FILE = "lsbench_content_hash.json"
+
+
 def load_splits(builder, splits, keys=None) -> dict:
-    return {s: read_split(builder.as_data_source(split=s), keys) for s in splits}
+    """Reads splits and verifies them against the content hash recorded when the
+    dataset was generated (recorded on first read); a mismatch or an unreadable
+    file stops the run with one line naming the folder and ``--rebuild_cache``."""
+    import json
+    folder = str(builder.data_dir)
+    try:
+        out = {s: read_split(builder.as_data_source(split=s), keys) for s in splits}
+    except Exception as e:  # noqa: BLE001 - a damaged array_record file
+        raise TaskError(f"generated dataset at {folder} is corrupt ({type(e).__name__}); rebuild it: "
+                        f"rerun with --rebuild_cache (or delete {folder})") from None
+    got = array_hash(*[v for s in splits for _, v in sorted(out[s].items())])
+    path = os.path.join(folder, HASH_FILE)
+    rec = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            rec = json.load(f)
+    key = ",".join(splits) + "|" + ",".join(keys or ())
+    if key in rec and rec[key] != got:
+        raise TaskError(f"generated dataset at {folder} is corrupt (content hash {got}, recorded "
+                        f"{rec[key]}); rebuild it: rerun with --rebuild_cache (or delete {folder})")
+    if key not in rec:
+        rec[key] = got
+        tmp = path + f".tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(rec, f)
+        os.replace(tmp, path)
+    return out
 
 
 def catalog_source(name: str, data_dir: str, split: str):

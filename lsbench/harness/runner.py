@@ -46,14 +46,53 @@ class RunConfig:
     scramble: bool = False
 
 
+def _typed(name: str, key: str, default, value):
+    """``value`` checked against the type of ``default`` (ints stay ints, an int
+    is accepted for a float, bools are not numbers); returns the stored value."""
+    kind = type(default)
+    bad = None
+    if default is None:
+        return value
+    if kind is bool:
+        bad = not isinstance(value, bool)
+    elif kind is int:
+        bad = isinstance(value, bool) or not isinstance(value, int)
+    elif kind is float:
+        bad = isinstance(value, bool) or not isinstance(value, (int, float))
+        value = value if bad else float(value)
+    elif kind is str:
+        bad = not isinstance(value, str)
+    elif kind in (list, tuple):
+        bad = not isinstance(value, (list, tuple))
+    if bad:
+        raise UsageError(f"hyper-parameter '{key}' of method {name} must be a {kind.__name__} "
+                         f"(default {default!r}), got {type(value).__name__} {value!r}")
+    return value
+
+
 def merge_hparams(cls, overrides: Optional[dict]) -> dict:
+    """Defaults merged with overrides: names, types, choices and codecs are checked
+    before any work starts. A method may declare ``hparam_choices = {name: (...)}``."""
+    name = cls.manifest.name
     hp = dict(cls.default_hparams)
-    allowed = set(hp) | {"codec_up", "codec_down"}
+    hp.setdefault("codec_up", cls.codec_up)
+    hp.setdefault("codec_down", cls.codec_down)
+    choices = dict(getattr(cls, "hparam_choices", {}) or {})
     for k, v in (overrides or {}).items():
-        if k not in allowed:
-            raise UsageError(f"unknown hyper-parameter '{k}' for method {cls.manifest.name}; "
-                             f"known: {', '.join(sorted(allowed))}")
-        hp[k] = v
+        if k not in hp:
+            raise UsageError(f"unknown hyper-parameter '{k}' for method {name}; "
+                             f"known: {', '.join(sorted(hp))}")
+        hp[k] = _typed(name, k, hp[k], v)
+    for k, allowed in choices.items():
+        if hp.get(k) not in allowed:
+            raise UsageError(f"hyper-parameter '{k}' of method {name} must be one of "
+                             f"{', '.join(map(repr, allowed))}, got {hp.get(k)!r}")
+    from lsbench.metering.codecs import CodecError, get_codec
+    for k in ("codec_up", "codec_down"):
+        try:
+            get_codec(hp[k])
+        except (CodecError, ValueError, TypeError) as e:
+            raise UsageError(f"hyper-parameter '{k}' of method {name}: {str(e).splitlines()[0]}") from None
     return hp
 
 
@@ -258,3 +297,56 @@ def _final(cfg, spec, cls, hp, loop, state, rows, status, wall) -> dict:
         if k in summary:
             final[k] = summary[k]
     return final
+
+
+def source_hash(cls) -> str:
+    """Hash of the source files that define a method: its class's module and the
+    modules of its bases outside lsbench (a plugin's own helpers)."""
+    import inspect
+    files = []
+    for c in cls.__mro__:
+        mod = sys.modules.get(c.__module__)
+        if mod is None or c.__module__.split(".")[0] in ("lsbench", "builtins"):
+            continue
+        try:
+            f = inspect.getsourcefile(mod)
+        except TypeError:
+            f = None
+        if f and f not in files:
+            files.append(f)
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            h.update(os.path.basename(f).encode() + b"\0" + fh.read())
+    return h.hexdigest()[:16]
+
+
+def fingerprint(spec, cls, hp, seed, inst) -> dict:
+    """What makes two runs the same run: resume continues only a run with an equal
+    fingerprint, and the leaderboard groups seeds by it (seed excluded there)."""
+    hashes = dict(getattr(inst, "hashes", {}) or {})
+    return {"task": spec.name, "task_version": spec.version, "task_spec": spec_hash(spec),
+            "method": cls.manifest.name, "method_version": cls.manifest.version,
+            "method_source": source_hash(cls), "hparams": hp, "seed": seed,
+            "data": {k: v for k, v in sorted(hashes.items())}, "lsbench_version": __version__}
+
+
+def fingerprint_id(fp: dict, with_seed: bool = False) -> str:
+    body = {k: v for k, v in fp.items() if with_seed or k != "seed"}
+    blob = json.dumps(body, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def fingerprint_diff(old: dict, new: dict) -> str:
+    """One line naming what differs between two fingerprints."""
+    parts = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = [f"{k}.{s}: {a.get(s)!r} -> {b.get(s)!r}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
+            parts.extend(sub)
+        else:
+            parts.append(f"{k}: {a!r} -> {b!r}")
+    return "; ".join(parts[:4]) + (" ..." if len(parts) > 4 else "")

@@ -20,7 +20,7 @@ class Run:
     @property
     def key(self):
         f = self.final
-        return f["task"], f["method"], f.get("sweep_point") or "default"
+        return f["task"], f["method"], f.get("sweep_point") or "default", f.get("fingerprint_id") or ""
 
 
 def find_finals(root: str) -> list[str]:
@@ -60,7 +60,7 @@ def load_results(roots) -> list[Run]:
         k = r.key + (r.final["seed"],)
         if k in seen:
             raise LoadError(f"{r.path}/final.json: duplicates {seen[k]}/final.json "
-                            f"(task {k[0]}, method {k[1]}, point {k[2]}, seed {k[3]}); pass each run once")
+                            f"(task {k[0]}, method {k[1]}, point {k[2]}, seed {k[4]}); pass each run once")
         seen[k] = r.path
     return runs
 
@@ -81,9 +81,17 @@ def check_versions(runs) -> None:
 
 
 def group(runs) -> dict:
-    """{task: {(method, sweep_point): [Run, ...]}} in a stable order."""
+    """{task: {(method, sweep_point): [Run, ...]}} in a stable order. Runs share a
+    row only if their fingerprints (task, method source, hyper-parameters, data;
+    not the seed) are equal: where one (method, point) holds several
+    fingerprints, each gets its own row, labelled with the fingerprint's start."""
+    fps: dict = {}
+    for r in runs:
+        task, method, point, fid = r.key
+        fps.setdefault((task, method, point), set()).add(fid)
     out: dict = {}
     for r in sorted(runs, key=lambda r: (r.key, r.final["seed"])):
-        task, method, point = r.key
-        out.setdefault(task, {}).setdefault((method, point), []).append(r)
+        task, method, point, fid = r.key
+        label = point if len(fps[(task, method, point)]) == 1 else f"{point} [{fid[:8] or 'no fingerprint'}]"
+        out.setdefault(task, {}).setdefault((method, label), []).append(r)
     return out

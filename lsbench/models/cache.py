@@ -3,8 +3,12 @@
 ``cached_params(data_dir, name, recipe, train_fn)`` returns ``(params, hash)``.
 The hash covers the recipe (a JSON-able dict: architecture, data version,
 seed, steps, ...) and the lsbench model-cache version; the checkpoint lives at
-``<data_dir>/models/<name>/<hash>`` and is reused on later runs. The manifest
-records the hash, so a reviewer can tell which cached models produced a result.
+``<data_dir>/models/<name>/<hash>`` and is reused on later runs. Every load is
+verified against the params hash recorded when the model was trained: a
+corrupted or altered checkpoint stops the run with one line naming the file and
+the command that rebuilds it (``--rebuild_cache``, or ``LSBENCH_REBUILD_CACHE=1``).
+The returned hash is ``<recipe hash>-<params hash>`` of the content actually
+used, and the manifest records it.
 """
 from __future__ import annotations
 
@@ -17,7 +21,34 @@ import time
 import jax
 import numpy as np
 
+from lsbench.errors import TaskError
+
 CACHE_VERSION = "1"
+REBUILD_ENV = "LSBENCH_REBUILD_CACHE"
+
+
+def rebuild_requested() -> bool:
+    return os.environ.get(REBUILD_ENV, "") not in ("", "0")
+
+
+def _corrupt(what: str, path: str, why: str) -> TaskError:
+    return TaskError(f"cached {what} at {path} is corrupt ({why}); rebuild it: rerun with "
+                     f"--rebuild_cache (or delete {path})")
+
+
+def _restore_verified(ckptr, path: str, name: str):
+    """Restores a cached model and checks it against its recorded params hash."""
+    try:
+        with open(os.path.join(path, "recipe.json")) as f:
+            want = json.load(f)["params_hash"]
+        params = ckptr.restore(os.path.join(path, "params"))
+    except Exception as e:  # noqa: BLE001 - any read failure is a corrupt cache
+        raise _corrupt(f"model {name}", path, f"{type(e).__name__}: {str(e).splitlines()[0][:120]}") from None
+    params = jax.tree_util.tree_map(np.asarray, params)
+    got = params_hash(params)
+    if got != want:
+        raise _corrupt(f"model {name}", path, f"params hash {got}, recorded {want}")
+    return params, got
 
 
 def recipe_hash(recipe: dict) -> str:
@@ -46,9 +77,14 @@ def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print):
     root = os.path.abspath(os.path.join(os.path.expanduser(data_dir), "models", name))
     path = os.path.join(root, key)
     ckptr = ocp.StandardCheckpointer()
+    if os.path.exists(path) and rebuild_requested():
+        stale = path + f".stale{os.getpid()}"
+        os.replace(path, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+        log(f"rebuilding cached model {name} ({REBUILD_ENV} set)")
     if os.path.exists(os.path.join(path, "params")):
-        params = ckptr.restore(os.path.join(path, "params"))
-        return jax.tree_util.tree_map(np.asarray, params), key
+        params, phash = _restore_verified(ckptr, path, name)
+        return params, f"{key}-{phash}"
     t0 = time.time()
     params = train_fn()
     params = jax.tree_util.tree_map(np.asarray, params)
@@ -65,8 +101,8 @@ def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print):
     except OSError:  # another process won the race; use its copy
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"trained {name} in {time.time() - t0:.1f}s; cached at {path}")
-    params = ckptr.restore(os.path.join(path, "params"))
-    return jax.tree_util.tree_map(np.asarray, params), key
+    params, phash = _restore_verified(ckptr, path, name)
+    return params, f"{key}-{phash}"
 
 
 def default_data_dir() -> str:
