@@ -19,6 +19,10 @@ class RunLock:
         self.fd = None
 
     def acquire(self) -> "RunLock":
+        parent, self.created = os.path.dirname(self.path), []
+        while parent and not os.path.exists(parent):
+            self.created.append(parent)
+            parent = os.path.dirname(parent)
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -39,10 +43,19 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        if self.fd is not None:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = None
+        if self.fd is None:
+            return
+        run = os.path.join(os.path.dirname(self.path), os.path.basename(self.path)[1:-5])
+        if not os.path.exists(run):  # the run failed before its directory existed: leave nothing
+            try:
+                os.unlink(self.path)
+                for d in self.created:
+                    os.rmdir(d)
+            except OSError:
+                pass
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+        self.fd = None
 
     def __enter__(self):
         return self.acquire()

@@ -149,48 +149,141 @@ def build(cfg: "RunConfig", spec, cls, hp):
     return inst, sides, loop, data_dir
 
 
-def _prepare_workdir(cfg: RunConfig, rd: RunDir):
+def _prepare_workdir(cfg: RunConfig, rd: RunDir, log=print):
+    """Checks the workdir before any work; recovers a killed --overwrite."""
     if cfg.resume and cfg.overwrite:
         raise UsageError("--resume and --overwrite contradict each other; pass one")
+    if os.path.exists(rd.path) and not os.path.isdir(rd.path):
+        raise UsageError(f"workdir {rd.path} is a file, not a directory; pick another --workdir")
+    _recover_overwrite(rd, log)
     if rd.exists() and not (cfg.resume or cfg.overwrite):
         raise UsageError(f"workdir {rd.path} already holds a run; pass --resume to continue it "
                          "or --overwrite to replace it")
-    if cfg.resume and os.path.exists(rd.manifest_path):
-        with open(rd.manifest_path) as f:
-            old = json.load(f)
+
+
+def _recover_overwrite(rd: RunDir, log=print):
+    """A killed --overwrite leaves ``DIR.replaced-PID``: if the new run never wrote its
+    manifest, the old run is put back; otherwise the old copy is dropped."""
+    parent, base = os.path.dirname(rd.path), os.path.basename(rd.path)
+    if not os.path.isdir(parent):
+        return
+    for name in sorted(os.listdir(parent)):
+        if not name.startswith(base + ".replaced-"):
+            continue
+        old = os.path.join(parent, name)
+        if not os.path.exists(rd.manifest_path):
+            shutil.rmtree(rd.path, ignore_errors=True)
+            os.replace(old, rd.path)
+            log(f"{rd.path}: an interrupted --overwrite was undone (the earlier run is back)")
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+            log(f"{rd.path}: removed {name} left by an interrupted --overwrite")
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _check_resume(cfg, rd, fp, log):
+    """--resume continues only a run with the same fingerprint."""
+    old = _read_json(rd.manifest_path)
+    if old is None:
+        return
+    theirs = old.get("fingerprint")
+    if theirs is None:  # written before fingerprints: compare what it has
         mine = {"task": cfg.task, "method": _method_label(cfg.method), "seed": cfg.seed}
-        theirs = {k: old.get(k) for k in mine}
-        if theirs != mine:
-            raise UsageError(f"workdir {rd.path} holds a different run {theirs}; "
-                             "pick another --workdir or pass --overwrite")
+        if {k: old.get(k) for k in mine} != mine:
+            raise UsageError(f"workdir {rd.path} holds a different run; pick another --workdir or "
+                             "pass --overwrite")
+        return
+    if theirs != json.loads(json.dumps(fp, default=str)):
+        raise UsageError(f"--resume refused: workdir {rd.path} holds a different run "
+                         f"({fingerprint_diff(theirs, json.loads(json.dumps(fp, default=str)))}); "
+                         "pass the same settings, or --overwrite")
+
+
+def _user_fault(e: BaseException, cls) -> Optional[LsbenchError]:
+    """Maps an exception raised during a run to a one-line user error, or None for
+    an internal bug (which keeps its traceback)."""
+    if isinstance(e, LsbenchError):
+        return e
+    if isinstance(e, OSError) and e.errno is not None:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return UsageError(f"file-system error: {e.strerror}{where}; free space or fix permissions, "
+                          "then continue with --resume")
+    import traceback
+    files = {f.filename for f in traceback.extract_tb(e.__traceback__)}
+    try:
+        import inspect
+        mine = inspect.getsourcefile(sys.modules[cls.__module__])
+    except (KeyError, TypeError):
+        mine = None
+    if mine and mine in files and not mine.startswith(os.path.dirname(os.path.dirname(__file__))):
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        return PluginError(f"method {cls.manifest.name} failed at run time: {type(e).__name__}: {first}")
+    return None
 
 
 def execute(cfg: RunConfig, log=print) -> dict:
     """Runs (or resumes) one run and returns its final.json dict."""
-    t_start = time.time()
+    from lsbench.harness.lock import RunLock
     rd = RunDir(cfg.workdir)
-    _prepare_workdir(cfg, rd)
+    if cfg.resume and cfg.overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; pass one")
+    if os.path.exists(rd.path) and not os.path.isdir(rd.path):
+        raise UsageError(f"workdir {rd.path} is a file, not a directory; pick another --workdir")
+    with RunLock(rd.path):
+        return _execute_locked(cfg, rd, log)
+
+
+def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
+    t_start = time.time()
+    _prepare_workdir(cfg, rd, log)
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise UsageError(f"--seed must be a non-negative integer, got {cfg.seed!r}")
     spec = load_task(cfg.task)
     cls = load_method(cfg.method, spec)
     hp = merge_hparams(cls, cfg.hparams)
     if cfg.backend not in ("vmap", "loop", "shard"):
         raise UsageError(f"--client_backend must be vmap, loop or shard, not '{cfg.backend}'")
     if cfg.resume and os.path.exists(rd.final_path):
-        final = schema.load_final(rd.final_path)
-        if final["status"] == "completed" and not final.get("stopped_early"):
+        try:
+            final = schema.load_final(rd.final_path)
+        except (schema.SchemaError, ValueError, OSError):
+            log(f"{rd.final_path} is unreadable; resuming from the last checkpoint instead")
+            final = None
+        old_fp = (_read_json(rd.manifest_path) or {}).get("fingerprint") or {}
+        same = all(old_fp.get(k) == v for k, v in (("method_source", source_hash(cls)),
+                                                    ("hparams", json.loads(json.dumps(hp, default=str))),
+                                                    ("seed", cfg.seed))) if old_fp else True
+        if final and same and final["status"] == "completed" and not final.get("stopped_early"):
             log(f"{rd.path}: already completed; nothing to do")
             return final
     from lsbench.harness import preflight
 
     inst, sides, loop, data_dir = build(cfg, spec, cls, hp)
     preflight.check(loop, spec, cls)
+    fp = fingerprint(spec, cls, hp, cfg.seed, inst)
+    if cfg.resume:
+        _check_resume(cfg, rd, fp, log)
 
     backup = None
-    if cfg.overwrite and rd.exists():
-        backup = rd.path.rstrip("/") + f".replaced-{os.getpid()}"
-        os.replace(rd.path, backup)
-    os.makedirs(rd.path, exist_ok=True)
-    rd.write_manifest(_manifest(cfg, spec, cls, hp, inst, data_dir))
+    try:
+        if cfg.overwrite and rd.exists():
+            backup = rd.path.rstrip("/") + f".replaced-{os.getpid()}"
+            os.replace(rd.path, backup)
+        os.makedirs(rd.path, exist_ok=True)
+        rd.write_manifest(_manifest(cfg, spec, cls, hp, inst, data_dir, fp))
+    except OSError as e:
+        if backup and not os.path.exists(rd.path):
+            os.replace(backup, rd.path)
+        raise UsageError(f"cannot write workdir {rd.path}: {e.strerror}; pick a writable --workdir") from None
+    if backup:
+        shutil.rmtree(backup, ignore_errors=True)  # the new run's manifest is on disk
 
     from lsbench.harness.checkpoint import Checkpointer
     ckpt = Checkpointer(rd.ckpt_path)
@@ -205,34 +298,46 @@ def execute(cfg: RunConfig, log=print) -> dict:
         rd.truncate_metrics(-1)
     n_units = loop.num_units if cfg.max_units is None else min(loop.num_units, cfg.max_units)
     every = cfg.checkpoint_every or getattr(loop, "checkpoint_every", None) or max(1, n_units // 10)
-    status, t0 = "completed", time.time()
-    for u in range(start, n_units):
-        state, row, ok = loop.run_unit(state, u)
-        if loop.is_eval_unit(u) or u + 1 == n_units:
-            row.update(loop.evaluate(state))
-        row.update({k: int(v) for k, v in state["costs"].items()})
-        row.update(step=u + 1, kind=loop.unit, wall_s=round(wall0 + time.time() - t0, 3))
-        rd.append_metrics(row)
-        if not ok:
-            status = "diverged"
-            log(f"{loop.unit} {u + 1}: NaN/Inf in a loss, message or state; stopping (diverged)")
-            break
-        if (u + 1) % every == 0 or u + 1 == n_units:
-            ckpt.save(u + 1, state)
-        if sys.stderr.isatty() or (u + 1) % max(1, n_units // 10) == 0:
-            log(f"{spec.name} {cls.manifest.name} seed={cfg.seed}: {loop.unit} {u + 1}/{n_units} "
-                f"({time.time() - t0:.1f}s)")
-    ckpt.close()
-    rows = rd.read_metrics()
-    final = _final(cfg, spec, cls, hp, loop, state, rows, status, wall0 + time.time() - t0)
-    rd.write_final(final)
-    if backup:
-        shutil.rmtree(backup, ignore_errors=True)
+    status, t0, done = "completed", time.time(), start
+    try:
+        for u in range(start, n_units):
+            state, row, ok = loop.run_unit(state, u)
+            if loop.is_eval_unit(u) or u + 1 == n_units:
+                row.update(loop.evaluate(state))
+            row.update({k: int(v) for k, v in state["costs"].items()})
+            row.update(step=u + 1, kind=loop.unit, wall_s=round(wall0 + time.time() - t0, 3))
+            rd.append_metrics(row)
+            done = u + 1
+            if not ok:
+                status = "diverged"
+                log(f"{loop.unit} {u + 1}: NaN/Inf in a loss, message or state; stopping (diverged)")
+                break
+            if (u + 1) % every == 0 or u + 1 == n_units:
+                ckpt.save(u + 1, state)
+            if sys.stderr.isatty() or (u + 1) % max(1, n_units // 10) == 0:
+                log(f"{spec.name} {cls.manifest.name} seed={cfg.seed}: {loop.unit} {u + 1}/{n_units} "
+                    f"({time.time() - t0:.1f}s)")
+        ckpt.close()
+        rows = rd.read_metrics()
+        final = _final(cfg, spec, cls, hp, loop, state, rows, status, wall0 + time.time() - t0)
+        final["fingerprint_id"] = fingerprint_id(fp)
+        rd.write_final(final)
+    except KeyboardInterrupt:
+        if done > start and (ckpt.latest() or 0) < done:
+            ckpt.save(done, state)  # the last completed unit
+        ckpt.close()
+        raise UsageError(f"interrupted (SIGINT) after {loop.unit} {done}; continue with --resume "
+                         f"--workdir={rd.path}") from None
+    except Exception as e:  # noqa: BLE001 - user faults become one line, bugs keep their traceback
+        fault = _user_fault(e, cls)
+        if fault is None:
+            raise
+        raise fault from None
     log(f"wrote {rd.final_path} ({status}, {time.time() - t_start:.1f}s)")
     return final
 
 
-def _manifest(cfg, spec, cls, hp, inst, data_dir) -> dict:
+def _manifest(cfg, spec, cls, hp, inst, data_dir, fp=None) -> dict:
     import jax
     return {
         "lsbench_version": __version__, "api_version": api.API_VERSION,
@@ -245,6 +350,7 @@ def _manifest(cfg, spec, cls, hp, inst, data_dir) -> dict:
         "method": _method_label(cfg.method), "method_manifest": dataclasses.asdict(cls.manifest),
         "hparams": hp, "seed": cfg.seed, "data_dir": os.path.abspath(os.path.expanduser(data_dir)),
         "hashes": {"task_spec": spec_hash(spec), **dict(inst.hashes)},
+        "fingerprint": fp, "fingerprint_id": fingerprint_id(fp) if fp else None,
     }
 
 
