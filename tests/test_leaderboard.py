@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+import lsbench
 from conftest import ROOT
 from lsbench.leaderboard import tables
 from lsbench.leaderboard.load import LoadError, load_results
@@ -26,7 +27,7 @@ T975 = {1: 12.7062047, 2: 4.3026527, 4: 2.7764451}
 def write_run(root, task="train/fix", method="m", point="default", seed=0, value=0.5, *, track="train",
               reference=None, bytes_up=1000, bytes_down=2000, edge_flops=10**6, cloud_flops=10**9,
               reached_bytes=None, status="completed", task_version="1", bench="1.0", latency=None,
-              higher=True, target=0.5, rows=3):
+              higher=True, target=0.5, rows=3, extra=None):
     """Writes one run directory (final.json validated by the schema + metrics.jsonl)."""
     d = os.path.join(str(root), task, method, point, f"seed{seed}")
     rd = RunDir(d)
@@ -44,7 +45,7 @@ def write_run(root, task="train/fix", method="m", point="default", seed=0, value
              "metrics": {"acc": value if status == "completed" else None, "other": 1.0},
              "costs": costs, "derived": derived, "headline_profile": "lte", "wall_s": 1.5,
              "sweep_point": point, "hparams": {"p": point}, "reference": reference,
-             "cost_to_target": ctt, "lsbench_version": "0.1.0"}
+             "cost_to_target": ctt, "lsbench_version": "0.1.0", **(extra or {})}
     os.makedirs(d, exist_ok=True)
     for s in range(1, rows + 1):
         rd.append_metrics({"step": s, "acc": value, **costs})
@@ -207,7 +208,7 @@ def test_site_end_to_end_without_jax(board_dir, tmp_path):
             assert (out / "plots" / f"{task}-{axis}.png").read_bytes()[:4] == b"\x89PNG"
             assert b"<svg" in (out / "plots" / f"{task}-{axis}.svg").read_bytes()[:1000]
         page = (out / "tasks" / f"{task}.html").read_text()
-        assert "<table" in page and f"{task}-bytes.png" in page and "0.1.0" in page
+        assert "<table" in page and f"{task}-bytes.png" in page and lsbench.__version__ in page
     assert (out / "plots" / "profile-train-bytes.png").exists()
     index = (out / "index.html").read_text()
     assert "tasks/train-fix.html" in index and "lsbench leaderboard --results" in index
@@ -229,3 +230,23 @@ def test_tex_and_markdown_escape():
            "cloud_flops": None, "cloud_nodes": None, "latency_mean_s": None, "latency_p95_s": None}
     md = tables.markdown({"info": info, "rows": [row]})
     assert "a\\|b" in md and "1.5 MB" in md and "2 G" in md
+
+
+def test_rows_differ_by_fingerprint_and_partial_runs_are_not_ranked(tmp_path):
+    """Two runs that share (task, method, point) but not a fingerprint (other
+    hyper-parameters, or a plugin that calls itself fedavg) never share a row;
+    --max_units runs and leak-test runs are shown but never ranked."""
+    r = tmp_path / "runs"
+    write_run(r / "a", method="fedavg", seed=0, value=0.5, extra={"fingerprint_id": "aaaa1111"})
+    write_run(r / "b", method="fedavg", seed=0, value=0.9, extra={"fingerprint_id": "bbbb2222"})
+    write_run(r / "c", method="capped", seed=0, value=0.99, extra={"stopped_early": True})
+    write_run(r / "d", method="leaky", seed=0, value=0.98, extra={"scrambled": True})
+    rows = summarize(load_results([str(r)]))["train/fix"]["rows"]
+    fed = [x for x in rows if x["method"] == "fedavg"]
+    assert len(fed) == 2 and {x["seeds"] for x in fed} == {1}
+    assert {x["sweep_point"] for x in fed} == {"default [aaaa1111]", "default [bbbb2222]"}
+    by = {x["method"]: x for x in rows}
+    assert by["capped"]["rank"] is None and by["capped"]["unranked"] == "partial (--max_units)"
+    assert by["leaky"]["rank"] is None and by["leaky"]["unranked"] == "leak test"
+    assert [x["rank"] for x in rows if x["rank"]] == [1, 2]
+    assert rows[0]["mean"] == 0.9

@@ -52,7 +52,7 @@ def metric_vs_cost(task, axis: str, base: str) -> list[str]:
         ax.errorbar(x, y, yerr=err, color=cmap(i % 10), marker="*" if ref else "o",
                     markersize=11 if ref else 5, linestyle=":" if ref else "-", capsize=2,
                     label=f"{m} ({ref}, not ranked)" if ref else m)
-    ranked = [r for r in rows if r["reference"] is None]
+    ranked = [r for r in rows if r["reference"] is None and not r.get("unranked")]
     front = pareto_front([(r[axis], r["mean"]) for r in ranked], info["higher_is_better"])
     if front:
         fx = [ranked[i][axis] for i in front]

@@ -34,17 +34,33 @@ def task_info(runs) -> dict:
             "cloud_kind": next((r.final["cloud_kind"] for r in runs if "cloud_kind" in r.final), None)}
 
 
+def unranked_reason(final: dict):
+    """Why a run is shown but never ranked (None if it may be ranked)."""
+    if final.get("scrambled"):
+        return "leak test"
+    if final["status"] == "over_budget":
+        return "over budget"
+    if final.get("stopped_early"):
+        return "partial (--max_units)"
+    return None
+
+
 def make_row(info, method, point, runs) -> dict:
-    done = [r for r in runs if r.final["status"] == "completed"]
+    full = [r for r in runs if r.final["status"] == "completed" and unranked_reason(r.final) is None]
+    shown = [r for r in runs if r.final["status"] in ("completed", "over_budget")]
+    done = full or shown
     use = done or runs
     pm = info["primary_metric"]
     mean, ci, n = mean_ci([r.final["metrics"].get(pm) for r in done])
+    unranked = None if full else next((unranked_reason(r.final) for r in done
+                                        if unranked_reason(r.final)), None)
     costs = lambda k: _mean([r.final["costs"].get(k) for r in use])  # noqa: E731
     prof = info["headline_profile"]
     lat = lambda k: _mean([r.final["derived"].get(prof, {}).get(k) for r in use])  # noqa: E731
     row = {
         "task": info["task"], "method": method, "sweep_point": point,
         "reference": runs[0].final.get("reference"), "hparams": runs[0].final.get("hparams", {}),
+        "unranked": unranked,
         "seeds": n, "runs": len(runs),
         "stopped_early": sum(bool(r.final.get("stopped_early")) for r in runs),
         "not_completed": sorted({r.final["status"] for r in runs} - {"completed"}),
@@ -68,9 +84,11 @@ def make_row(info, method, point, runs) -> dict:
 def sort_rows(rows, higher_is_better: bool):
     """Ranked rows by the primary metric, then references, then rows with no result."""
     sign = -1 if higher_is_better else 1
-    ranked = sorted((r for r in rows if r["reference"] is None and r["mean"] is not None),
+    ranked = sorted((r for r in rows if r["reference"] is None and r["mean"] is not None
+                     and not r.get("unranked")),
                     key=lambda r: (sign * r["mean"], r["method"], r["sweep_point"]))
-    refs = sorted((r for r in rows if r["reference"] is not None and r["mean"] is not None),
+    refs = sorted((r for r in rows if (r["reference"] is not None or r.get("unranked"))
+                   and r["mean"] is not None),
                   key=lambda r: (sign * r["mean"], r["method"]))
     rest = [r for r in rows if r["mean"] is None]
     for i, r in enumerate(ranked, 1):

@@ -32,7 +32,8 @@ def columns(task) -> list[tuple[str, callable]]:
     pm = info["primary_metric"] + (" ↑" if info["higher_is_better"] else " ↓")
     cols = [
         ("rank", lambda r: str(r["rank"]) if r["rank"] else ("ref" if r["reference"] else "–")),
-        ("method", lambda r: r["method"] + (f" [{r['reference']}, not ranked]" if r["reference"] else "")),
+        ("method", lambda r: r["method"] + (f" [{r['reference']}, not ranked]" if r["reference"] else "")
+         + (f" [{r['unranked']}, not ranked]" if r.get("unranked") else "")),
         ("sweep point", lambda r: r["sweep_point"]),
         (f"{pm} (mean ± 95% CI)", metric_str),
         ("seeds", lambda r: f"{r['seeds']}/{r['runs']}" + (" (stopped early)" if r.get("stopped_early") else "")),
@@ -62,7 +63,7 @@ def markdown(task) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSV_KEYS = ("rank", "task", "method", "sweep_point", "reference", "seeds", "runs", "stopped_early", "mean", "ci95",
+CSV_KEYS = ("rank", "task", "method", "sweep_point", "reference", "unranked", "seeds", "runs", "stopped_early", "mean", "ci95",
             "bytes_up", "bytes_down", "bytes", "edge_flops", "cloud_flops", "cloud_nodes",
             "latency_mean_s", "latency_p95_s", "edge_energy_j", "reached", "wall_s")
 
