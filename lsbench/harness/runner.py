@@ -136,12 +136,31 @@ def make_loop(track, inst, sides, seed, backend="vmap", scramble=False):
     return PlanLoop(inst, sides, seed, scramble=scramble)
 
 
-def build(cfg: "RunConfig", spec, cls, hp):
+def _last_build_time(spec) -> str:
+    """What building a task's cache took last time, from the recipes in the default data dir."""
+    from lsbench.models.cache import default_data_dir
+    root = os.path.join(os.path.expanduser(default_data_dir()), "models")
+    total, found = 0.0, 0
+    key = spec.name.split("/")[-1].split("-")[0]
+    for d, _, files in os.walk(root) if os.path.isdir(root) else ():
+        if "recipe.json" in files and key in d:
+            rec = _read_json(os.path.join(d, "recipe.json")) or {}
+            total, found = total + float(rec.get("train_s") or 0), found + 1
+    if not found:
+        return "no earlier build recorded in the default data dir"
+    return f"{found} cached models took {total:.0f} s to train last time"
+
+
+def build(cfg: "RunConfig", spec, cls, hp, log=print):
     """Builds the task instance, the sealed sides and the loop (no run dir touched)."""
     from lsbench.harness import sealed
     from lsbench.metering.flops import count_jaxpr
     from lsbench.models.cache import default_data_dir
     data_dir = cfg.data_dir or default_data_dir()
+    if not os.path.isdir(os.path.expanduser(data_dir)):
+        log(f"warning: data dir {data_dir} does not exist; {spec.name}'s data will be generated and its "
+            f"reference models trained there ({_last_build_time(spec)}); if that is a typo, stop and "
+            "fix --data_dir")
     inst = spec.build(data_dir, cfg.seed)
     sealer = sealed.Sealer(sealed.guard_for(spec.track, inst), meter=count_jaxpr)
     sides = sealed.build_sides(cls, spec.track, inst, hp, sealer)
@@ -265,7 +284,7 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
             return final
     from lsbench.harness import preflight
 
-    inst, sides, loop, data_dir = build(cfg, spec, cls, hp)
+    inst, sides, loop, data_dir = build(cfg, spec, cls, hp, log)
     preflight.check(loop, spec, cls)
     fp = fingerprint(spec, cls, hp, cfg.seed, inst)
     if cfg.resume:
