@@ -41,9 +41,13 @@ def test_whole_message_bytes(codec):
 @pytest.mark.parametrize("codec", CODECS)
 def test_rows_billed_per_sent_row(codec):
     mask = jnp.array([True, False, True, True, False])
-    delivered, per_row = Channel(codec).transmit_rows(Rows({"a": X}, mask))
-    assert per_row.tolist() == [hand_bytes(codec, 7) if m else 0 for m in mask.tolist()]
-    assert np.all(np.asarray(delivered.data["a"])[~np.asarray(mask)] == 0)  # unsent rows never arrive
+    send = jnp.array([True, True, True, False, False])
+    delivered, per_row = Channel(codec).transmit_rows(Rows({"a": X}, mask), send)
+    # a sent row carries its payload where its mask is set, else one flag byte; an unsent row is free
+    assert per_row.tolist() == [hand_bytes(codec, 7), 1, hand_bytes(codec, 7), 0, 0]
+    arrived = np.asarray(mask & send)
+    assert np.all(np.asarray(delivered.data["a"])[~arrived] == 0)  # rows not carried never arrive
+    assert np.array_equal(np.asarray(delivered.mask), arrived)
 
 
 def test_send_gate_and_static_bytes():
@@ -51,7 +55,41 @@ def test_send_gate_and_static_bytes():
     _, off = ch.transmit({"w": X}, False)
     assert int(off) == 0
     assert static_bytes({"w": X}, "int8") == 35 + 8
-    assert static_bytes(Rows({"a": X}, jnp.zeros(5, bool)), "fp16") == 5 * 7 * 2
+    # every row sent, plus the mask: min(ceil(5 / 8) = 1 byte of bitmap, 5 row ids x 2 bytes)
+    assert static_bytes(Rows({"a": X}, jnp.zeros(5, bool)), "fp16") == 5 * 7 * 2 + 1
+
+
+@pytest.mark.parametrize("k,want", [(4096, 512), (300, 512), (256, 512), (255, 510), (10, 20), (0, 0)])
+def test_rows_mask_is_billed(k, want):
+    """A Rows mask tells the receiver which rows came: it is billed as a bitmap
+    (ceil(n / 8) bytes) or a list of 2-byte row ids, whichever is smaller."""
+    bits = jnp.zeros(4096, bool).at[:k].set(True)
+    got, nbytes = jax.jit(lambda b: Channel("raw").transmit(Rows({}, b), True))(bits)
+    assert int(nbytes) == want == min(4096 // 8, 2 * k)
+    assert np.array_equal(np.asarray(got.mask), np.asarray(bits))   # the mask is what arrives
+    # with a payload: each carried row's bytes plus the mask
+    data = jnp.ones((4096, 3), jnp.float32)
+    _, nbytes = Channel("raw").transmit(Rows({"v": data}, bits), True)
+    assert int(nbytes) == k * 3 * 4 + want
+    # nothing sent: nothing billed
+    assert int(Channel("raw").transmit(Rows({}, bits), False)[1]) == 0
+
+
+def test_mask_bytes_row_ids_widen_past_65536_rows():
+    from lsbench.metering.channel import mask_bytes
+    assert int(mask_bytes(65_536, 3)) == 6 and int(mask_bytes(65_537, 3)) == 12
+    assert int(mask_bytes(100_000, 10**5)) == 12_500
+
+
+def test_per_row_transport_bills_flags_not_masks():
+    """Inference: each sent row is its own message; a sent row with a Rows leaf whose
+    mask is off for it pays ceil(L / 8) flag bytes (L = its Rows leaves)."""
+    send = jnp.array([True, True, False, True])
+    msg = {"a": Rows(jnp.ones((4, 2), jnp.float32), jnp.array([True, False, True, False])),
+           "b": jnp.ones((4,), jnp.int32)}
+    got, per_row = Channel("raw").transmit_rows_tree(msg, send)
+    assert per_row.tolist() == [8 + 4, 4 + 1, 0, 4 + 1]
+    assert np.asarray(got["a"].data)[1].sum() == 0 and np.asarray(got["b"])[2] == 0
 
 
 @pytest.mark.parametrize("codec,tol", [("fp16", 1e-2), ("bf16", 5e-2), ("int8", 0.02), ("int4", 0.35)])
