@@ -1,11 +1,14 @@
-"""Network and device profiles (shipped as profiles.json) and the latency/energy they imply.
+"""Network and device profiles (shipped as profiles.json) and the latency and
+energy they imply: modelled figures, computed only from metered counts (FLOPs,
+bytes, calls) and these public profiles. No task or method sets a latency
+constant of its own.
 
-Per turn of one example (sequential semantics):
-  edge compute  = edge_flops / edge.flops_per_s
-  if sent:  + rtt + bytes_up*8/up_bps + cloud_flops/cloud.flops_per_s + bytes_down*8/down_bps
-Edge energy = joule_per_flop*edge_flops + tx_w*t_up + rx_w*t_down + idle_w*(rtt + cloud time).
-A task may replace the latency model (``InferInstance.latency_fn(log, net, dev)``), e.g. for
-LLM decoding where a verification pass costs about one decode step.
+The model and its compact inputs live in :mod:`lsbench.results.derive` (no
+JAX), so a final.json can be re-derived offline under other profiles:
+``derived(log)`` and ``train_derived(...)`` return a :class:`Derived`, a dict
+``{network profile: figures}`` whose ``inputs`` attribute holds the compact
+counts it was computed from; the runner writes the figures to final.json as
+``derived`` (marked ``"modelled": true``) and the counts as ``derive_inputs``.
 """
 from __future__ import annotations
 
@@ -15,13 +18,21 @@ import os
 
 import numpy as np
 
+from lsbench.errors import TaskError
+from lsbench.results import derive
+
 PATH = os.path.join(os.path.dirname(__file__), "profiles.json")
 
 
 @functools.lru_cache(None)
-def load(path: str = PATH) -> dict:
+def _load(path: str) -> str:
     with open(path) as f:
-        return json.load(f)
+        return f.read()
+
+
+def load(path: str = PATH) -> dict:
+    """The profiles (a fresh copy each call)."""
+    return json.loads(_load(path))
 
 
 def networks() -> dict:
@@ -32,58 +43,61 @@ def devices() -> dict:
     return load()["device"]
 
 
-def _times(log, net, dev):
-    """Per-turn time components, arrays [turns, N]."""
-    sent = np.asarray(log["sent"], bool)
-    edge = np.asarray(log["edge_flops"], np.float64) / dev["edge"]["flops_per_s"]
-    up = np.where(sent, np.asarray(log["bytes_up"], np.float64) * 8 / net["up_bps"], 0.0)
-    down = np.where(sent, np.asarray(log["bytes_down"], np.float64) * 8 / net["down_bps"], 0.0)
-    wait = np.where(sent, net["rtt_s"] + np.asarray(log["cloud_flops"], np.float64)
-                    / dev["cloud"]["flops_per_s"], 0.0)
-    return edge, up, down, wait
+class Derived(dict):
+    """``{network profile: {figure: value}}``; ``inputs``: the compact counts
+    (``lsbench.results.derive``) they were computed from."""
+
+    def __init__(self, figures, inputs):
+        super().__init__(figures)
+        self.inputs = inputs
+
+
+def derived(log, latency_fn=None, profiles: dict | None = None) -> Derived:
+    """Per-profile latency and energy of a turn-based run.
+
+    ``log``: per-turn arrays [turns, examples] (planning: steps x episodes):
+    ``edge_flops``, ``cloud_flops``, ``bytes_up``, ``bytes_down``, ``sent``,
+    ``active``; optionally ``edge_calls`` / ``cloud_calls`` (program calls per
+    turn; default one per active / sent turn). See ``lsbench.results.derive``."""
+    if latency_fn is not None:
+        raise TaskError("a task may not set its own latency model (latency_fn); latency comes "
+                        "from metered counts and lsbench/metering/profiles.json only")
+    rec = derive.record_turns(log)
+    return Derived(derive.from_record(rec, profiles or load()), rec)
+
+
+def train_derived(costs: dict, units: int, clients_per_round: int, profiles: dict | None = None) -> Derived:
+    """Training: per round, download, local compute, upload (mean sampled client),
+    then the cloud's update. ``costs`` may give ``edge_calls`` / ``cloud_calls``
+    (program calls in the run; default one per client-round / round)."""
+    rec = derive.record_rounds(costs, units, clients_per_round)
+    return Derived(derive.from_record(rec, profiles or load()), rec)
 
 
 def turn_latency(log, net, dev) -> np.ndarray:
-    """Seconds per example (summed over turns), float[N]."""
-    return sum(t.sum(0) for t in _times(log, net, dev))
+    """Seconds per example (summed over turns), float[N], under one network profile."""
+    per = derive.turn_counts(log)
+    sec, _, _ = derive._coef(net, dev)
+    mat = np.stack([np.asarray(per[k], np.float64) for k in derive.KEYS], 1)
+    return mat @ sec
 
 
-def edge_energy(log, net, dev, latency=None) -> np.ndarray:
-    """Joules spent on the device per example, float[N]."""
-    _, up, down, wait = _times(log, net, dev)
-    e = dev["edge"]
-    flops = np.asarray(log["edge_flops"], np.float64).sum(0)
-    return (e["joule_per_flop"] * flops + net["tx_w"] * up.sum(0) + net["rx_w"] * down.sum(0)
-            + e["idle_w"] * wait.sum(0))
+def edge_energy(log, net, dev) -> np.ndarray:
+    """Joules spent on the device per example, float[N], under one network profile."""
+    per = derive.turn_counts(log)
+    _, joule, _ = derive._coef(net, dev)
+    mat = np.stack([np.asarray(per[k], np.float64) for k in derive.KEYS], 1)
+    return mat @ joule
 
 
-def derived(log, latency_fn=None) -> dict:
-    """{profile: {latency_mean_s, latency_p95_s, edge_energy_j}} over examples or episodes."""
-    dev, out = devices(), {}
-    for name, net in networks().items():
-        lat = np.asarray((latency_fn or turn_latency)(log, net, dev), np.float64)
-        out[name] = {"latency_mean_s": float(lat.mean()) if lat.size else 0.0,
-                     "latency_p95_s": float(np.percentile(lat, 95)) if lat.size else 0.0,
-                     "edge_energy_j": float(edge_energy(log, net, dev).mean()) if lat.size else 0.0}
-    return out
-
-
-def train_derived(costs: dict, rounds: int, clients_per_round: int) -> dict:
-    """Training: a round is download, local compute, upload (per mean client), then the cloud update.
-
-    {profile: {round_latency_s, total_time_s, edge_energy_j_per_client_round}}.
-    """
-    dev, out = devices(), {}
-    R, k = max(int(rounds), 1), max(int(clients_per_round), 1)
-    per = {key: costs.get(key, 0) / (R * k) for key in ("bytes_up", "bytes_down", "edge_flops")}
-    cloud_s = costs.get("cloud_flops", 0) / R / dev["cloud"]["flops_per_s"]
-    for name, net in networks().items():
-        t_up = per["bytes_up"] * 8 / net["up_bps"]
-        t_down = per["bytes_down"] * 8 / net["down_bps"]
-        t_edge = per["edge_flops"] / dev["edge"]["flops_per_s"]
-        rnd = net["rtt_s"] + t_down + t_edge + t_up + cloud_s
-        energy = (dev["edge"]["joule_per_flop"] * per["edge_flops"] + net["tx_w"] * t_up
-                  + net["rx_w"] * t_down)
-        out[name] = {"round_latency_s": rnd, "total_time_s": rnd * R,
-                     "edge_energy_j_per_client_round": energy}
-    return out
+def example_latency(net: dict, dev: dict, edge_flops=0, cloud_flops=0, bytes_up=0, bytes_down=0,
+                    edge_calls=1, cloud_calls=None, requests=None) -> float:
+    """The harness's latency for one example of one turn (a method may plan with it).
+    A turn that sends (``cloud_calls``/``requests`` default to 1 when any byte or
+    cloud FLOP is involved) pays a round trip if it carries uplink bytes."""
+    sends = bool(bytes_up or bytes_down or cloud_flops)
+    cloud_calls = int(sends) if cloud_calls is None else cloud_calls
+    requests = int(bool(bytes_up)) if requests is None else requests
+    return derive.latency_of({"edge_calls": edge_calls, "edge_flops": edge_flops, "requests": requests,
+                              "bytes_up": bytes_up, "bytes_down": bytes_down, "cloud_calls": cloud_calls,
+                              "cloud_flops": cloud_flops}, net, dev)
