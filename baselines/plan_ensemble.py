@@ -19,11 +19,12 @@ class Ensemble(Buffered):
     # with K = 3: agree <= 2/3 asks only when all three differ; agree = 1 when any differs
     sweep = ({"agree": 0.6}, {"agree": 1.0})
 
-    def init(self, rng):
-        return self.ctx.params["edge_ensemble"], self.ctx.params.get("cloud", {})
+    def edge_setup(self, rng):
+        """(edge) Holds the K members (``view.params['edge_ensemble']``: all the edge's)."""
+        return {"policy": self.view.params["edge_ensemble"]}, {}
 
     def _votes(self, es, obs):
-        logits = jax.vmap(self.ctx.models["edge"].apply, (0, None))(es, obs)
+        logits = jax.vmap(self.view.models["edge"].apply, (0, None))(es["policy"], obs)
         return jnp.argmax(logits, -1), jax.nn.softmax(logits).mean(0)
 
     @staticmethod
@@ -34,11 +35,11 @@ class Ensemble(Buffered):
     def logits(self, es, obs):
         return self._vote_logits(*self._votes(es, obs))
 
-    def trigger(self, es, mem, obs, logits, rng):
-        K = jax.tree_util.tree_leaves(es)[0].shape[0]
+    def trigger(self, es, carry, obs, logits, rng):
+        K = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
         return jnp.exp(logits).max() < self.hp["agree"] * K - 1e-3
 
-    def edge_query(self, es, mem, obs, rng):
+    def edge_query(self, es, carry, obs, rng):
         votes, p = self._votes(es, obs)
-        q = self.query_from(es, mem, obs, rng, self._vote_logits(votes, p))
+        q = self.query_from(es, carry, obs, rng, self._vote_logits(votes, p))
         return q._replace(peer={"votes": votes[1:].astype(jnp.uint8)})

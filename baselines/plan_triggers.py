@@ -6,8 +6,12 @@
   heuristic progress for m steps, with a cooldown after each answer; the
   answer is an action buffer (Lin et al. 2023, SwiftSage).
 - ``router-learned``: a logistic classifier on edge signals (max prob, margin,
-  entropy, invalid top action), fit in ``init`` on the task's calibration
-  split to predict when the edge's action differs from the expert's.
+  entropy, invalid top action) that predicts when the edge's action differs
+  from the expert's. The calibration split is the cloud's, so the router is
+  fit there: the edge sends its policy up in ``edge_setup`` (billed setup
+  bytes up), ``cloud_setup`` computes the features on the split and fits the
+  router (metered cloud setup FLOPs) and sends it down as the package (billed
+  setup bytes down); ``edge_install`` keeps it.
 """
 from __future__ import annotations
 
@@ -24,8 +28,8 @@ class Periodic(Buffered):
     default_hparams = {"k": 4}
     sweep = ({"k": 2}, {"k": 4}, {"k": 8}, {"k": 16})
 
-    def trigger(self, es, mem, obs, logits, rng):
-        return mem["t"] % self.k == 0
+    def trigger(self, es, carry, obs, logits, rng):
+        return carry["t"] % self.k == 0
 
 
 class AskUncertain(Buffered):
@@ -34,7 +38,7 @@ class AskUncertain(Buffered):
     default_hparams = {"k": 4, "tau": 0.9}
     sweep = ({"tau": 0.5}, {"tau": 0.7}, {"tau": 0.9}, {"tau": 0.97}, {"tau": 0.995})
 
-    def trigger(self, es, mem, obs, logits, rng):
+    def trigger(self, es, carry, obs, logits, rng):
         return jax.nn.softmax(logits).max() < self.hp["tau"]
 
 
@@ -45,9 +49,9 @@ class SwiftSage(Buffered):
     default_hparams = {"k": 8, "m": 6, "cooldown": 2}
     sweep = ({"k": 4}, {"k": 8}, {"k": 16}, {"k": 8, "m": 12, "cooldown": 6})
 
-    def trigger(self, es, mem, obs, logits, rng):
-        stuck = self.top_invalid(obs, logits) | self.revisit(mem, obs) | (mem["stall"] >= self.hp["m"])
-        return stuck & (mem["cool"] == 0)
+    def trigger(self, es, carry, obs, logits, rng):
+        stuck = self.top_invalid(obs, logits) | self.revisit(carry, obs) | (carry["stall"] >= self.hp["m"])
+        return stuck & (carry["cool"] == 0)
 
 
 def router_features(logits, invalid):
@@ -64,10 +68,17 @@ class RouterLearned(Buffered):
     default_hparams = {"k": 4, "threshold": 0.3, "fit_steps": 500}
     sweep = ({"threshold": 0.15}, {"threshold": 0.3}, {"threshold": 0.5}, {"threshold": 0.7})
 
-    def init(self, rng):
-        policy, cs = super().init(rng)
-        cal = self.ctx.extras["calib"]
-        apply, valid = self.ctx.models["edge"].apply, self.ctx.extras["valid"]
+    def edge_setup(self, rng):
+        """(edge) Keeps its policy and sends it up: the cloud fits the router on it."""
+        es, _ = super().edge_setup(rng)
+        return es, {"policy": es["policy"]}
+
+    def cloud_setup(self, uplink, rng):
+        """(cloud) Fits the router on its calibration split with the delivered policy;
+        the router (w, mu, sd) is the package for the edge."""
+        cs, _ = super().cloud_setup(uplink, rng)
+        policy, cal = uplink["policy"], self.view.calib
+        apply, valid = self.view.models["edge"].apply, self.view.env.valid
 
         def feats(obs):
             lg = apply(policy, obs)
@@ -84,12 +95,12 @@ class RouterLearned(Buffered):
             return w - 0.5 * g, None
 
         w, _ = jax.lax.scan(step, jnp.zeros(f.shape[1]), None, length=self.hp["fit_steps"])
-        return {"policy": policy, "w": w, "mu": mu, "sd": sd}, cs
+        return cs, {"w": w, "mu": mu, "sd": sd}
 
-    def logits(self, es, obs):
-        return self.ctx.models["edge"].apply(es["policy"], obs)
+    def edge_install(self, es, package, rng):
+        return {**es, **package}
 
-    def trigger(self, es, mem, obs, logits, rng):
+    def trigger(self, es, carry, obs, logits, rng):
         f = router_features(logits, self.top_invalid(obs, logits))
         p_wrong = jax.nn.sigmoid(((f - es["mu"]) / es["sd"]) @ es["w"])
         return p_wrong > self.hp["threshold"]

@@ -7,8 +7,15 @@ cached under data_dir. Messages: up = the agent's position (2 uint8); down = k
 actions, 2 bits each. Budget per episode: 2 x optimal length + 10 steps.
 
 ``assemble`` is shared with plan/slidingtile: it trains/loads the policies,
-measures edge-only and cloud-only success on the test set (for
-``gap_recovered``), builds the calibration split and the TaskContext.
+measures edge-only and cloud-only success on the test set (for the task's
+``gap_recovered`` metric; methods never see them), builds the calibration
+split and the two views: the edge's (its policies) and the cloud's (the
+planner and the calibration split).
+
+Edge budgets (``config["edge_budgets"]``, v2): ``param_bytes`` = K policies at
+the published parameter cap in float32 (4 x K x cap), ``flops_per_example`` =
+one forward pass of each of K cap-sized policies per step (2 x K x cap matmul
+FLOPs); every baseline, the K-member ensemble included, fits.
 """
 from __future__ import annotations
 
@@ -38,15 +45,17 @@ def _batched(fn, keys, chunk=512):
     return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
 
 
-def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_cost, learned=None,
+def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost, learned=None,
              log=print):
     """The PlanInstance of a planning task, given its env and instance sets.
 
-    ``label(inst, env_state) -> expert action``; ``cloud_plan(world, up, k)``
-    is the exact solver's answer; ``cloud_cost(world, up)`` its expanded nodes.
-    ``learned`` (optional) replaces the solver by a learned cloud planner:
-    ``{"model": ModelDef, "params", "plan": fn(params, world, up, k), "act":
-    fn(params, obs) -> action}``; it is billed in FLOPs, not nodes."""
+    ``label(inst, env_state) -> expert action``; ``plan_fn(params, world, up, k)``
+    is the exact solver's answer (the cloud view's ``Planner.plan``: any table it
+    uses must be in its closure, so the guard knows it as a cloud asset);
+    ``cloud_cost(world, up)`` its expanded nodes. ``learned`` (optional) replaces
+    the solver by a learned cloud planner: ``{"model": ModelDef, "params", "plan":
+    fn(params, world, up, k), "act": fn(params, obs) -> action}``; it is billed in
+    FLOPs, not nodes."""
     c = spec.config
     hidden, K = tuple(c["edge_hidden"]), c["ensemble"]
     edge = policies.policy_def("edge", env.featurize, env.num_features, hidden)
@@ -86,7 +95,9 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
                "expert": cr["y"].reshape(-1)[act]}
         return {"edge": ens, "ref_success": np.array(ref, np.float64), "calib": cal}
 
-    recipe = {"task": spec.name, "version": spec.version, "config": {k: v for k, v in c.items()},
+    # Budgets do not change the policies: they stay out of the training recipe.
+    recipe = {"task": spec.name, "version": spec.version,
+              "config": {k: v for k, v in c.items() if k != "edge_budgets"},
               "model": "mlp", "hidden": hidden, "test": _hash(test), "calib": _hash(calib)}
     if learned is not None:
         recipe["cloud"] = learned["hash"]
@@ -97,20 +108,24 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
     member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
 
     max_opt = int(np.max(test["opt"]))
-    models, params = {"edge": edge}, {"edge": member0, "edge_ensemble": ens}
-    kind, plan_fn = "solver", (lambda cs, world, up, k: cloud_plan(world, up, k))
-    if learned is not None:
-        kind, plan_fn, cloud_cost = "learned", learned["plan"], None
-        models["cloud"], params["cloud"] = learned["model"], learned["params"]
-    ctx = api.TaskContext(
-        task=spec.name, version=spec.version, track="plan", num_classes=4,
-        input_shape=(env.num_features,), models=models, params=params,
-        budgets={"max_steps": T(test), "edge_param_cap": c["edge_param_cap"]},
-        extras={"cloud": kind, "plan": plan_fn,
-                "encode_up": env.encode_up, "featurize": env.featurize, "valid": env.valid,
-                "state_key": env.state_key, "progress": env.progress, "calib": cal,
-                "ref_success": {"edge-only": ref_edge, "cloud-only": ref_cloud},
-                "plan_len": 4 * -(-max_opt // 4), "ensemble": K, "num_actions": 4})
+    models = {"edge": edge}
+    if learned is None:
+        planner = api.Planner(plan=plan_fn, kind="solver")
+        cloud_params = {}
+    else:
+        planner = api.Planner(plan=learned["plan"], kind="learned", params=learned["params"])
+        models["cloud"], cloud_params, cloud_cost = learned["model"], {"cloud": learned["params"]}, None
+    budgets = dict(c["edge_budgets"])
+    plan_env = api.PlanEnv(featurize=env.featurize, valid=env.valid, state_key=env.state_key,
+                           progress=env.progress, encode_up=env.encode_up, num_actions=4)
+    common = dict(task=spec.name, version=spec.version, track="plan", num_classes=4,
+                  input_shape=(env.num_features,), models=models,
+                  budgets={**budgets, "edge_param_cap": c["edge_param_cap"]}, env=plan_env,
+                  plan_len=4 * -(-max_opt // 4), ensemble=K, max_steps=T(test))
+    # The edge holds its policies; the planner (and a learned planner's params) and the
+    # calibration split are the cloud's. The reference successes stay with the task's metrics.
+    edge_view = api.PlanView(side="edge", params={"edge": member0, "edge_ensemble": ens}, **common)
+    cloud_view = api.PlanView(side="cloud", params=cloud_params, planner=planner, calib=cal, **common)
 
     def metrics_fn(traj, inst):
         m = episode_metrics(traj, inst.instances["opt"], (ref_edge, ref_cloud))
@@ -118,11 +133,12 @@ def assemble(spec, data_dir, env, test, train, calib, label, cloud_plan, cloud_c
         return m
 
     log(f"{spec.name}: edge {edge.info['params']} params x{K}; reference success "
-        f"edge-only {ref_edge:.3f}, cloud-only ({kind}) {ref_cloud:.3f}")
-    return PlanInstance(ctx=ctx, instances=test, num_episodes=len(test["opt"]), max_steps=T(test),
-                        reset=env.reset, step=env.step, metrics_fn=metrics_fn, cloud_kind=kind,
-                        cloud_cost=cloud_cost,
-                        hashes={"data": _hash(test), "train_data": _hash(train), "edge_model": model_hash})
+        f"edge-only {ref_edge:.3f}, cloud-only ({planner.kind}) {ref_cloud:.3f}")
+    return PlanInstance(edge_view=edge_view, cloud_view=cloud_view, instances=test,
+                        num_episodes=len(test["opt"]), max_steps=T(test), reset=env.reset, step=env.step,
+                        metrics_fn=metrics_fn, cloud_kind=planner.kind, cloud_cost=cloud_cost,
+                        hashes={"data": _hash(test), "train_data": _hash(train), "edge_model": model_hash},
+                        edge_budgets=budgets)
 
 
 def build(spec, data_dir, seed):
@@ -138,16 +154,17 @@ def build(spec, data_dir, seed):
         sets[name] = _batched(mk, jax.random.split(jax.random.PRNGKey(s), m))
     label = lambda inst, s: expert_action(inst["dist"], s["pos"])
     return assemble(spec, data_dir, env, sets["test"], sets["train"], sets["calib"], label,
-                    cloud_plan=lambda world, up, k: plan(world["dist"], up["pos"].astype(jnp.int32), k),
+                    plan_fn=lambda params, world, up, k: plan(world["dist"], up["pos"].astype(jnp.int32), k),
                     cloud_cost=lambda world, up: nodes_expanded(world["dist"], up["pos"].astype(jnp.int32)))
 
 
 _BASE = {"family": "plan", "env": "fogmaze", "view_radius": 2, "clip": 3, "braid": 0.15,
          "edge_hidden": [64, 64], "edge_param_cap": 50_000, "ensemble": 3, "dagger_rounds": 3,
-         "test_seed": 1_000, "train_seed": 2_000}
+         "test_seed": 1_000, "train_seed": 2_000,
+         "edge_budgets": {"param_bytes": 4 * 3 * 50_000, "flops_per_example": 2 * 3 * 50_000}}
 
 TASK = TaskSpec(
-    name="plan/fogmaze", version="1", track="plan", tier="default", primary_metric="success",
+    name="plan/fogmaze", version="2", track="plan", tier="default", primary_metric="success",
     description="Braided 8x8 maze (17x17 grid); the edge sees a 5x5 window and a clipped goal vector, "
                 "the cloud (exact BFS solver) the map. 1000 fixed test mazes.",
     config={**_BASE, "n": 8, "min_dist": 16, "episodes": 1000, "train_mazes": 2048, "calib_mazes": 256,
@@ -155,7 +172,7 @@ TASK = TaskSpec(
     builder=build)
 
 SMALL = TaskSpec(
-    name="plan/fogmaze-small", version="1", track="plan", tier="small", primary_metric="success",
+    name="plan/fogmaze-small", version="2", track="plan", tier="small", primary_metric="success",
     description="CI tier of plan/fogmaze: braided 6x6 maze (13x13 grid), 256 test mazes.",
     config={**_BASE, "n": 6, "min_dist": 12, "episodes": 256, "train_mazes": 768, "calib_mazes": 128,
             "dagger_episodes": 256, "train_steps": 1500},

@@ -100,6 +100,28 @@ def scramble(key, depth, max_depth: int):
     return b
 
 
+def table_distance(table, board):
+    """Exact distance of ``board`` to the goal from a distance ``table`` (JAX)."""
+    return jnp.asarray(table)[rank(board)].astype(jnp.int32)
+
+
+def table_expert_action(table, board):
+    """The first move (up, right, down, left order) that lowers the exact distance."""
+    def cost(a):
+        nb, ok = step_board(board, a)
+        return jnp.where(ok, table_distance(table, nb), 127)
+    return jnp.argmin(jax.vmap(cost)(jnp.arange(4))).astype(jnp.int32)
+
+
+def table_plan(table, board, k: int):
+    """The exact solver's next ``k`` moves from ``board`` (no-ops once solved)."""
+    def body(b, _):
+        a = table_expert_action(table, b)
+        nb, _ = step_board(b, a)
+        return jnp.where(table_distance(table, b) == 0, b, nb), a
+    return jax.lax.scan(body, board.astype(jnp.uint8), None, length=k)[1]
+
+
 class SlidingTile:
     """The environment plus the exact solver over a distance table."""
 
@@ -110,20 +132,13 @@ class SlidingTile:
         self.cum_counts = jnp.asarray(np.cumsum(counts), jnp.int32)  # states within depth d
 
     def distance(self, board):
-        return self.table[rank(board)].astype(jnp.int32)
+        return table_distance(self.table, board)
 
     def expert_action(self, board):
-        def cost(a):
-            nb, ok = step_board(board, a)
-            return jnp.where(ok, self.distance(nb), 127)
-        return jnp.argmin(jax.vmap(cost)(jnp.arange(4))).astype(jnp.int32)
+        return table_expert_action(self.table, board)
 
     def plan(self, board, k: int):
-        def body(b, _):
-            a = self.expert_action(b)
-            nb, _ = step_board(b, a)
-            return jnp.where(self.distance(b) == 0, b, nb), a
-        return jax.lax.scan(body, board.astype(jnp.uint8), None, length=k)[1]
+        return table_plan(self.table, board, k)
 
     def nodes_expanded(self, board):
         """A backward BFS from the goal expands every state no farther than ``board``."""

@@ -1,11 +1,20 @@
 """The planning-track loop: episodes vmapped, steps scanned, all in one jit.
 
-Per step: ``edge_query`` -> channel up (if ``send``) -> ``cloud_plan`` (sees
-the world) -> channel down -> ``edge_act`` -> ``env.step``. Steps after an
-episode ends are masked: not billed and state frozen. FLOPs: per active step
-``edge_query + edge_act`` (edge) and per sent step ``cloud_plan`` (cloud), from
-the jaxpr of one episode's call; an exact-solver cloud is billed in expanded
-nodes by the task's ``cloud_cost``. Episodes run in chunks (the checkpoint unit).
+The method is built once per side (``sealed.Sides``); every call goes through
+its side's sealed program. Setup (once per run, metered): ``edge_setup`` ->
+channel up -> ``cloud_setup`` -> channel down (the package) -> ``edge_install``;
+its FLOPs per side and bytes are the ``setup_*`` costs.
+
+Per episode ``edge_start``; per step: ``edge_query`` -> channel up (if
+``send``) -> ``cloud_reply(cloud_state, world, uplink, rng)`` -> channel down
+-> ``edge_act`` -> ``env.step``. The cloud sees the episode's ``world`` only on
+steps the edge sent (zeros otherwise, like the uplink). Steps after an episode
+ends are masked: not billed and state frozen. FLOPs: per active step
+``edge_query + edge_act`` (edge), per episode ``edge_start``, per sent step
+``cloud_reply`` (cloud), counted on the same sealed programs (one episode's
+call); an exact-solver cloud is also billed in expanded nodes by the task's
+``cloud_cost``. A ``Query.peer`` message (edge<->edge) is billed in its own
+column on every active step. Episodes run in chunks (the checkpoint unit).
 """
 from __future__ import annotations
 
@@ -16,11 +25,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsbench import api
+from lsbench.errors import PluginError
 from lsbench.metering.channel import Channel
 from lsbench.task import PlanInstance
 
 CHUNK = 256
 STEP_KEYS = ("bytes_up", "bytes_down", "peer_bytes", "nodes", "sent", "active")
+SETUP_KEYS = ("setup_edge_flops", "setup_cloud_flops", "setup_edge_flops_all", "setup_cloud_flops_all",
+              "setup_bytes_up", "setup_bytes_down")
+COST_KEYS = ("bytes_up", "bytes_down", "messages", "edge_flops", "cloud_flops", "edge_flops_all",
+             "cloud_flops_all", "peer_bytes", "cloud_nodes") + SETUP_KEYS
 
 
 def _sds(tree):
@@ -31,49 +45,127 @@ def _where(c, a, b):
     return jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
 
 
+def _nbytes(tree) -> int:
+    return int(sum(math.prod(np.shape(a)) * np.dtype(a.dtype).itemsize
+                   for a in jax.tree_util.tree_leaves(tree)))
+
+
+def _has_leaves(tree) -> bool:
+    return len(jax.tree_util.tree_leaves(tree)) > 0
+
+
 class PlanLoop:
     unit = "chunk"
 
-    def __init__(self, inst: PlanInstance, method, seed: int, meter):
-        self.inst, self.m, self.meter = inst, method, meter
+    def __init__(self, inst: PlanInstance, sides, seed: int, scramble: bool = False):
+        self.inst, self.sides = inst, sides
+        self.edge, self.cloud = sides.edge_of(), sides.cloud
+        self.name = self.edge.manifest.name
         self.root = jax.random.PRNGKey(seed)
         self.E = inst.num_episodes
         self.chunk = min(CHUNK, self.E)
         self.num_units = math.ceil(self.E / self.chunk)
         self.checkpoint_every = 1
-        hp = method.hp
-        self.up = Channel(hp.get("codec_up", method.codec_up))
-        self.down = Channel(hp.get("codec_down", method.codec_down))
-        self.peer = Channel("raw")
+        hp = self.edge.hp
+        self.up = Channel(hp.get("codec_up", self.edge.codec_up), scramble=scramble)
+        self.down = Channel(hp.get("codec_down", self.edge.codec_down), scramble=scramble)
+        self.peer = Channel("raw", scramble=scramble)
         self._rollout = jax.jit(jax.vmap(self._episode, in_axes=(None, None, 0, 0)))
+        self._setup_run = jax.jit(self._setup)
+        self._shapes = None   # abstract setup results and step values, from _prepare
         self._flops = None
 
+    # ---- setup ------------------------------------------------------------------
+    def _setup_keys(self, root):
+        k = jax.random.fold_in(root, 0)
+        return jax.random.fold_in(k, 0), jax.random.fold_in(k, 1), jax.random.fold_in(k, 2)
+
+    def _setup(self, root):
+        """edge_setup -> channel up -> cloud_setup -> channel down -> edge_install."""
+        ke, kc, ki = self._setup_keys(root)
+        es, uplink = self.edge("edge_setup", ke)
+        up, ub = self.up.transmit(uplink, True)
+        cs, package = self.cloud("cloud_setup", up, kc)
+        down, db = self.down.transmit(package, True)
+        es = self.edge("edge_install", es, down, ki)
+        return es, cs, ub, db
+
+    def _prepare(self):
+        """Seals every program abstractly (setup first, then the episode's) before
+        anything runs, checks the protocol's shapes and counts FLOPs."""
+        if self._flops is not None:
+            return
+        E, C = self.edge, self.cloud
+        name, inst = self.name, self.inst
+        k = _sds(self.root)
+        es0, uplink = E.shape("edge_setup", k)
+        up = jax.eval_shape(lambda m: self.up.transmit(m, True)[0], uplink)
+        cs, package = C.shape("cloud_setup", up, k)
+        down = jax.eval_shape(lambda m: self.down.transmit(m, True)[0], package)
+        es = E.shape("edge_install", es0, down, k)
+        one = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], inst.instances)
+        env, obs, world = jax.eval_shape(inst.reset, one)
+        carry = E.shape("edge_start", es, obs)
+        q = E.shape("edge_query", es, carry, obs, k)
+        if not isinstance(q, api.Query):
+            raise PluginError(f"method {name}: edge_query must return api.Query(carry, uplink, send), "
+                              f"got {type(q).__name__}")
+        if np.shape(q.send) != () or q.send.dtype != jnp.bool_:
+            raise PluginError(f"method {name}: edge_query's send must be a bool scalar per episode, "
+                              f"got {q.send.dtype}{list(np.shape(q.send))}")
+        from lsbench.harness.preflight import same_structure
+        same_structure(name, "edge_query (carry)", q.carry, carry)
+        got_up = jax.eval_shape(lambda m: self.up.transmit(m, True)[0], q.uplink)
+        reply = C.shape("cloud_reply", cs, world, got_up, k)
+        got_down = jax.eval_shape(lambda m: self.down.transmit(m, True)[0], reply)
+        inbox = api.Inbox(got_down, jax.ShapeDtypeStruct((), jnp.bool_))
+        carry2, action = E.shape("edge_act", es, q.carry, obs, inbox, k)
+        same_structure(name, "edge_act (carry)", carry2, carry)
+        if np.shape(action) != () or not jnp.issubdtype(action.dtype, jnp.integer):
+            raise PluginError(f"method {name}: edge_act must return (carry, action) with an integer "
+                              f"scalar action, got {action.dtype}{list(np.shape(action))}")
+        self._shapes = {"es": es, "cs": cs, "uplink": uplink, "package": package}
+        self._edge_args = {"edge_start": (es, obs), "edge_query": (es, carry, obs, k),
+                           "edge_act": (es, q.carry, obs, inbox, k)}
+        self._flops = {
+            "start": E.flops("edge_start", es, obs),
+            "query": E.flops("edge_query", es, carry, obs, k),
+            "act": E.flops("edge_act", es, q.carry, obs, inbox, k),
+            "reply": C.flops("cloud_reply", cs, world, got_up, k),
+            "edge_setup": E.flops("edge_setup", k) + E.flops("edge_install", es0, down, k),
+            "cloud_setup": C.flops("cloud_setup", up, k),
+        }
+
+    # ---- one episode ------------------------------------------------------------
     def _episode(self, es, cs, instance, key):
-        m, inst = self.m, self.inst
+        E, C, inst = self.edge, self.cloud, self.inst
         env, obs, world = inst.reset(instance)
-        mem = m.edge_start(es, obs)
+        carry = E("edge_start", es, obs)
+        zero_world = jax.tree_util.tree_map(jnp.zeros_like, world)
 
         def body(c, t):
-            env, obs, mem, done = c
+            env, obs, carry, done = c
             k = jax.random.fold_in(key, t)
             active = ~done
-            q = m.edge_query(es, mem, obs, jax.random.fold_in(k, 0))
+            q = E("edge_query", es, carry, obs, jax.random.fold_in(k, 0))
             send = jnp.asarray(q.send, bool) & active
             up, ub = self.up.transmit(q.uplink, send)
-            plan = m.cloud_plan(cs, world, up, jax.random.fold_in(k, 1))
-            down, db = self.down.transmit(plan, send)
-            pb = self.peer.transmit(q.peer, active)[1] if q.peer is not None else jnp.int32(0)
+            seen = _where(send, world, zero_world)  # the cloud sees the world only when asked
+            reply = C("cloud_reply", cs, seen, up, jax.random.fold_in(k, 1))
+            down, db = self.down.transmit(reply, send)
+            pb = self.peer.transmit(q.peer, active)[1] if _has_leaves(q.peer) else jnp.int32(0)
             nodes = inst.cloud_cost(world, up) if inst.cloud_cost is not None else jnp.int32(0)
-            mem2, action = m.edge_act(es, q.mem, obs, api.Inbox(down, send), jax.random.fold_in(k, 2))
+            carry2, action = E("edge_act", es, q.carry, obs, api.Inbox(down, send),
+                               jax.random.fold_in(k, 2))
             env2, obs2, d2, info = inst.step(env, action)
-            c2 = (_where(active, env2, env), _where(active, obs2, obs), _where(active, mem2, mem),
+            c2 = (_where(active, env2, env), _where(active, obs2, obs), _where(active, carry2, carry),
                   done | (d2 & active))
             rec = {"bytes_up": ub, "bytes_down": db, "peer_bytes": pb,
                    "nodes": jnp.where(send, jnp.asarray(nodes, jnp.int32), 0), "sent": send,
                    "active": active, "info": info}
             return c2, rec
 
-        _, rec = jax.lax.scan(body, (env, obs, mem, jnp.array(False)), jnp.arange(inst.max_steps))
+        _, rec = jax.lax.scan(body, (env, obs, carry, jnp.array(False)), jnp.arange(inst.max_steps))
         return rec
 
     def _chunk_instances(self, u):
@@ -81,51 +173,28 @@ class PlanLoop:
         idx = np.minimum(np.arange(lo, lo + self.chunk), self.E - 1)
         return jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], self.inst.instances), lo, hi
 
-    def _count_flops(self, es, cs):
-        if self._flops is not None:
-            return self._flops
-        m, inst = self.m, self.inst
-        one = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], inst.instances)
-        env, obs, world = jax.eval_shape(inst.reset, one)
-        k = _sds(self.root)
-        mem = jax.eval_shape(m.edge_start, es, obs)
-        q = jax.eval_shape(m.edge_query, es, mem, obs, k)
-        down = jax.eval_shape(m.cloud_plan, cs, world, q.uplink, k)
-        inbox = api.Inbox(down, jax.ShapeDtypeStruct((), jnp.bool_))
-        self._flops = {
-            "start": self.meter.count("edge_start", m.edge_start, es, obs),
-            "query": self.meter.count("edge_query", m.edge_query, es, mem, obs, k),
-            "act": self.meter.count("edge_act", m.edge_act, es, q.mem, obs, inbox, k),
-            "plan": self.meter.count("cloud_plan", m.cloud_plan, cs, world, q.uplink, k),
-        }
-        from lsbench.harness.preflight import same_structure
-        mem2, action = jax.eval_shape(m.edge_act, es, q.mem, obs, inbox, k)
-        same_structure(m.manifest.name, "edge_act (memory)", mem2, mem)
-        same_structure(m.manifest.name, "edge_query (memory)", q.mem, mem)
-        if q.send.shape != ():
-            from lsbench.registry import PluginError
-            raise PluginError(f"method {m.manifest.name}: edge_query's send must be a bool scalar "
-                              f"per episode, got {q.send.dtype}{list(q.send.shape)}")
-        return self._flops
-
     # ---- the loop protocol ----------------------------------------------------
+    def preflight(self):
+        self._prepare()
+
     def init_state(self):
-        es, cs = jax.jit(self.m.init)(jax.random.fold_in(self.root, 0))
-        self._count_flops(es, cs)
+        self._prepare()
+        es, cs, ub, db = jax.device_get(self._setup_run(self.root))
+        f = self._flops
         chunk, _, _ = self._chunk_instances(0)
-        rec = jax.eval_shape(self._rollout, es, cs, chunk,
-                             jax.random.split(self.root, self.chunk))
+        rec = jax.eval_shape(self._rollout, es, cs, chunk, jax.random.split(self.root, self.chunk))
         T = self.inst.max_steps
         steps = {k: np.zeros((self.E, T), np.dtype(rec[k].dtype)) for k in STEP_KEYS}
         info = {k: np.zeros((self.E, T), np.dtype(v.dtype)) for k, v in rec["info"].items()}
-        costs = {k: np.zeros((), np.int64) for k in
-                 ("bytes_up", "bytes_down", "messages", "edge_flops", "cloud_flops", "edge_flops_all",
-                  "cloud_flops_all", "peer_bytes", "cloud_nodes")}
-        return {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs}
-
-    def preflight(self):
-        es, cs = jax.eval_shape(self.m.init, _sds(self.root))
-        self._count_flops(es, cs)
+        costs = {k: np.zeros((), np.int64) for k in COST_KEYS}
+        setup = {"setup_edge_flops": f["edge_setup"].matmul, "setup_cloud_flops": f["cloud_setup"].matmul,
+                 "setup_edge_flops_all": f["edge_setup"].total,
+                 "setup_cloud_flops_all": f["cloud_setup"].total,
+                 "setup_bytes_up": int(ub), "setup_bytes_down": int(db),
+                 "messages": int(_has_leaves(self._shapes["uplink"])) + int(_has_leaves(self._shapes["package"]))}
+        costs.update({k: np.int64(v) for k, v in setup.items()})
+        return {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs,
+                "setup": {k: np.int64(v) for k, v in setup.items()}}
 
     def run_unit(self, state, u):
         es, cs = state["edge"], state["cloud"]
@@ -142,24 +211,42 @@ class PlanLoop:
         f = self._flops
         act, sent = steps["active"][:hi], steps["sent"][:hi]
         n_act, n_sent = int(act.sum()), int(sent.sum())
+        setup = state["setup"]
         costs = {
             "bytes_up": steps["bytes_up"][:hi].sum(), "bytes_down": steps["bytes_down"][:hi].sum(),
-            "messages": 2 * n_sent, "peer_bytes": steps["peer_bytes"][:hi].sum(),
+            "messages": 2 * n_sent + int(setup["messages"]), "peer_bytes": steps["peer_bytes"][:hi].sum(),
             "cloud_nodes": steps["nodes"][:hi].sum(),
             "edge_flops": hi * f["start"].matmul + n_act * (f["query"].matmul + f["act"].matmul),
             "edge_flops_all": hi * f["start"].total + n_act * (f["query"].total + f["act"].total),
-            "cloud_flops": n_sent * f["plan"].matmul, "cloud_flops_all": n_sent * f["plan"].total,
+            "cloud_flops": n_sent * f["reply"].matmul, "cloud_flops_all": n_sent * f["reply"].total,
+            **{k: setup[k] for k in SETUP_KEYS},
         }
         costs = {k: np.int64(v) for k, v in costs.items()}
         ok = all(np.all(np.isfinite(v)) for v in info.values() if np.issubdtype(v.dtype, np.floating))
-        return {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs}, \
-            {"episodes_done": hi}, ok
+        return {**state, "steps": steps, "info": info, "costs": costs}, {"episodes_done": hi}, ok
 
     def is_eval_unit(self, u):
         return False
 
     def evaluate(self, state):
         return {}
+
+    def edge_footprint(self, state) -> dict:
+        """What one edge holds and computes. ``param_bytes``: its installed state
+        plus the array constants of its per-episode programs (a table closed
+        over is held too); ``flops_per_example``: matmul FLOPs of its heaviest
+        step (the first: edge_start + edge_query + edge_act)."""
+        self._prepare()
+        es = self._shapes["es"] if state is None else state["edge"]
+        consts, seen = 0, set()
+        for fname, args in self._edge_args.items():
+            for c in self.edge.program(fname, *args).closed.consts:
+                if hasattr(c, "dtype") and id(c) not in seen:
+                    seen.add(id(c))
+                    consts += _nbytes(c)
+        f = self._flops
+        return {"param_bytes": _nbytes(es) + consts,
+                "flops_per_example": int(f["start"].matmul + f["query"].matmul + f["act"].matmul)}
 
     def trajectories(self, state) -> dict:
         """Per-episode sums (and the per-step info) for the task's metrics_fn."""
@@ -169,20 +256,19 @@ class PlanLoop:
                 "bytes_up": s["bytes_up"].sum(1), "bytes_down": s["bytes_down"].sum(1),
                 "peer_bytes": s["peer_bytes"].sum(1), "cloud_nodes": s["nodes"].sum(1),
                 "edge_flops": f["start"].matmul + act.sum(1) * (f["query"].matmul + f["act"].matmul),
-                "cloud_flops": sent.sum(1) * f["plan"].matmul, "info": state["info"],
+                "cloud_flops": sent.sum(1) * f["reply"].matmul, "info": state["info"],
                 "active": act, "sent": sent}
         return traj
 
     def finish(self, state, rows):
         from lsbench.metering import profiles
-        if self._flops is None:
-            self._count_flops(state["edge"], state["cloud"])
+        self._prepare()
         traj = self.trajectories(state)
         metrics = dict(self.inst.metrics_fn(traj, self.inst))
         s, f = state["steps"], self._flops
         log = {  # [steps, episodes], as the latency model expects turns x units
             "edge_flops": (s["active"] * (f["query"].matmul + f["act"].matmul)).T,
-            "cloud_flops": (s["sent"] * f["plan"].matmul).T,
+            "cloud_flops": (s["sent"] * f["reply"].matmul).T,
             "bytes_up": s["bytes_up"].T, "bytes_down": s["bytes_down"].T,
             "sent": s["sent"].T, "active": s["active"].T}
         derived = profiles.derived(log)

@@ -4,19 +4,24 @@ sweep points) on one task, through the harness's plan loop.
 Prints a markdown table (success with 95% Wilson interval, steps, SPL,
 calls/episode, call rate, bytes up/down/peer per episode, edge FLOPs and
 cloud nodes per episode, modelled LTE latency per episode, wall seconds of the
-1,000-episode evaluation incl. compile) and the budget summary: success and
-gap recovered at 5% / 20% of cloud-only's calls over all sweep points.
+1,000-episode evaluation incl. compile), the setup bytes up/down and the
+budget summary: success and gap recovered at 5% / 20% of cloud-only's calls
+over all sweep points (the references are the edge-only and cloud-only rows).
 
-    python tests/bench_planning.py --task=plan/fogmaze [--data_dir=...] [--json=out.json]
+The task is built once; each run builds the method per side (sealed, as
+``lsbench run`` does) and drives the harness's plan loop.
+
+    python benchmarks/bench_planning.py --task=plan/fogmaze [--data_dir=...] [--json=out.json]
 """
 import argparse
 import json
 import time
 
 from lsbench.envs import budget_summary
+from lsbench.harness import preflight, sealed
 from lsbench.harness.plan_loop import PlanLoop
 from lsbench.harness.runner import merge_hparams
-from lsbench.metering.flops import FlopMeter
+from lsbench.metering.flops import count_jaxpr
 from lsbench.models.cache import default_data_dir
 from lsbench.registry import load_method, load_task
 
@@ -24,15 +29,24 @@ METHODS = ("edge-only", "cloud-only", "plan-once", "periodic", "ask-uncertain", 
            "router-learned", "ensemble")
 
 
+def make_loop(inst, spec, cls, hp, seed=0):
+    """The plan loop over ``cls`` built per side on a built instance (as lsbench run does)."""
+    sealer = sealed.Sealer(sealed.guard_for("plan", inst), meter=count_jaxpr)
+    sides = sealed.build_sides(cls, "plan", inst, merge_hparams(cls, hp), sealer)
+    loop = PlanLoop(inst, sides, seed)
+    preflight.check(loop, spec, cls)
+    return loop
+
+
 def run(inst, spec, name, hp, seed=0):
     cls = load_method(name, spec)
-    loop = PlanLoop(inst, cls(inst.ctx, merge_hparams(cls, hp)), seed, FlopMeter())
     t = time.time()
+    loop = make_loop(inst, spec, cls, hp, seed)
     st = loop.init_state()
     for u in range(loop.num_units):
         st, _, _ = loop.run_unit(st, u)
     out = loop.finish(st, [])
-    return out["metrics"], out["derived"], time.time() - t
+    return out["metrics"], out["derived"], out["costs"], time.time() - t
 
 
 def main():
@@ -49,7 +63,7 @@ def main():
     print(f"# {spec.name} v{spec.version}: {inst.num_episodes} episodes, cloud = {inst.cloud_kind}; "
           f"build {time.time() - t:.1f}s\n")
     hdr = ("| method | hparams | success [95% CI] | steps | SPL | calls/ep | call rate | up B/ep | "
-           "down B/ep | peer B/ep | edge MFLOP/ep | cloud nodes/ep | LTE s/ep | wall s |")
+           "down B/ep | peer B/ep | edge MFLOP/ep | cloud nodes/ep | LTE s/ep | setup B up/down | wall s |")
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     rows = []
@@ -63,18 +77,23 @@ def main():
             if key in seen:
                 continue
             seen.add(key)
-            m, d, wall = run(inst, spec, name, hp)
-            rows.append({"method": name, "hparams": hp, "metrics": m, "derived": d, "wall_s": wall})
+            m, d, c, wall = run(inst, spec, name, hp)
+            rows.append({"method": name, "hparams": hp, "metrics": m, "derived": d, "costs": c,
+                         "wall_s": wall})
             print(f"| {name} | {json.dumps(hp) if hp else 'default'} | {m['success']:.3f} "
                   f"[{m['success_lo95']:.3f}, {m['success_hi95']:.3f}] | {m['steps']:.1f} | {m['spl']:.3f} | "
                   f"{m['calls_per_episode']:.2f} | {m['call_rate']:.3f} | {m['bytes_up_per_episode']:.1f} | "
                   f"{m['bytes_down_per_episode']:.1f} | {m['peer_bytes_per_episode']:.1f} | "
                   f"{m['edge_flops_per_episode'] / 1e6:.2f} | {m['cloud_nodes_per_episode']:.0f} | "
-                  f"{d.get('lte', {}).get('latency_mean_s', float('nan')):.3f} | {wall:.1f} |", flush=True)
-    ref = inst.ctx.extras["ref_success"]
-    cloud = next(r for r in rows if r["method"] == "cloud-only") if any(
-        r["method"] == "cloud-only" for r in rows) else None
-    if cloud is not None:
+                  f"{d.get('lte', {}).get('latency_mean_s', float('nan')):.3f} | "
+                  f"{c['setup_bytes_up']} / {c['setup_bytes_down']} | {wall:.1f} |", flush=True)
+    first = {}
+    for r in rows:
+        first.setdefault(r["method"], r)
+    cloud, edge = first.get("cloud-only"), first.get("edge-only")
+    ref = None
+    if cloud is not None and edge is not None:
+        ref = {"edge-only": edge["metrics"]["success"], "cloud-only": cloud["metrics"]["success"]}
         print("\nBudget summary (best sweep point within the budget; edge-only is the 0-call point):\n")
         print("| method | success @5% calls | gap @5% | success @20% calls | gap @20% |")
         print("|---|---|---|---|---|")
