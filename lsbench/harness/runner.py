@@ -286,6 +286,8 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
 
     inst, sides, loop, data_dir = build(cfg, spec, cls, hp, log)
     preflight.check(loop, spec, cls)
+    from lsbench.harness import budgets
+    limits = budgets.validate(getattr(inst, "edge_budgets", None), f"task {spec.name}")
     fp = fingerprint(spec, cls, hp, cfg.seed, inst)
     if cfg.resume:
         _check_resume(cfg, rd, fp, log)
@@ -317,9 +319,14 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
         rd.truncate_metrics(-1)
     n_units = loop.num_units if cfg.max_units is None else min(loop.num_units, cfg.max_units)
     every = cfg.checkpoint_every or getattr(loop, "checkpoint_every", None) or max(1, n_units // 10)
-    status, t0, done = "completed", time.time(), start
+    foot = budgets.footprint(loop, state) if limits else {}
+    over = budgets.check(limits, foot)
+    status, t0, done = ("over_budget" if over else "completed"), time.time(), start
+    if over:
+        log(f"over the task's edge budget before {loop.unit} {start + 1}: {'; '.join(over)}; stopping")
+        rd.append_metrics({"step": start, "kind": "budget_check", **foot})  # what was measured
     try:
-        for u in range(start, n_units):
+        for u in range(start, start if over else n_units):
             state, row, ok = loop.run_unit(state, u)
             if loop.is_eval_unit(u) or u + 1 == n_units:
                 row.update(loop.evaluate(state))
@@ -331,6 +338,13 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
                 status = "diverged"
                 log(f"{loop.unit} {u + 1}: NaN/Inf in a loss, message or state; stopping (diverged)")
                 break
+            if limits:
+                foot = budgets.footprint(loop, state)
+                over = budgets.check(limits, foot)
+                if over:
+                    status = "over_budget"
+                    log(f"{loop.unit} {u + 1}: over the task's edge budget: {'; '.join(over)}; stopping")
+                    break
             if (u + 1) % every == 0 or u + 1 == n_units:
                 ckpt.save(u + 1, state)
             if sys.stderr.isatty() or (u + 1) % max(1, n_units // 10) == 0:
@@ -340,6 +354,13 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
         rows = rd.read_metrics()
         final = _final(cfg, spec, cls, hp, loop, state, rows, status, wall0 + time.time() - t0)
         final["fingerprint_id"] = fingerprint_id(fp)
+        if limits:
+            final["budget_margins"] = budgets.margins(limits, foot)
+        if over:
+            final["budget_violations"] = list(over)
+            final["error"] = "over budget: " + "; ".join(over)
+        from lsbench.harness.sealed import measured
+        final["measured"] = measured(sides.sealer, final["costs"])
         rd.write_final(final)
     except KeyboardInterrupt:
         if done > start and (ckpt.latest() or 0) < done:
@@ -411,11 +432,14 @@ def _final(cfg, spec, cls, hp, loop, state, rows, status, wall) -> dict:
         "seed": cfg.seed, "hparams": hp, "sweep_point": cfg.sweep_point,
         "primary_metric": spec.primary_metric, "higher_is_better": spec.higher_is_better,
         "target": spec.target, "metrics": metrics, "costs": summary["costs"],
-        "derived": summary.get("derived", {}), "headline_profile": spec.headline_profile,
+        "derived": {"modelled": True, **summary["derived"]} if summary.get("derived") else {},
+        "headline_profile": spec.headline_profile,
         "unit": summary.get("unit", loop.unit), "units": int(summary.get("units", len(rows))),
         "cost_to_target": _cost_to_target(spec, rows), "wall_s": round(wall, 3),
         "stopped_early": len(rows) < loop.num_units,  # --max_units cap; --resume goes on
     }
+    if getattr(summary.get("derived"), "inputs", None):  # the counts derived figures come from
+        final["derive_inputs"] = summary["derived"].inputs
     if cfg.scramble:
         final["scrambled"] = True  # lsbench check's leak test: never ranked
     for k in ("cloud_kind",):

@@ -382,3 +382,71 @@ def build_sides(cls, track: str, inst, hp, sealer: Sealer) -> Sides:
 def guard_for(track: str, inst) -> Guard:
     edges = dict(inst.edge_views) if track == "train" else {"edge": inst.edge_view}
     return Guard.build(edges, inst.cloud_view, inst.hidden())
+
+
+# ----------------------------------------------------------------- measured wall time (sanity only)
+def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 20.0) -> dict:
+    """Measured seconds per call of every metered program, on this machine.
+
+    Each program whose FLOPs the run billed is compiled alone
+    (``jax.jit(jaxpr_as_fun(closed))``), called once on zeros of its input
+    shapes to warm up, then ``reps`` more times; the median is kept. Programs
+    taking typed PRNG keys, programs that fail on zeros, and all programs after
+    ``max_s`` seconds of timing are left unmeasured (``s_per_call: None``).
+    Returns ``{"side:name": {"s_per_call", "flops", "flops_all"}}``. A sanity
+    column: it is never ranked and never enters the modelled figures."""
+    import statistics
+    import time
+
+    progs = {id(p): p for p in sealer._progs.values()}
+    out: dict = {}
+    t_begin = time.perf_counter()
+    for key, fc in list(sealer._flops.items()):
+        prog = progs.get(key)
+        if prog is None:
+            continue
+        name, i = f"{prog.side}:{prog.name}", 1
+        while name in out:
+            i += 1
+            name = f"{prog.side}:{prog.name}#{i}"
+        rec = {"s_per_call": None, "flops": int(fc.matmul), "flops_all": int(fc.total)}
+        out[name] = rec
+        if time.perf_counter() - t_begin > max_s:
+            continue
+        avals = [v.aval for v in prog.closed.jaxpr.invars]
+        if any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended) for a in avals):
+            continue
+        try:
+            fn = jax.jit(jcore.jaxpr_as_fun(prog.closed))
+            args = [np.zeros(a.shape, a.dtype) for a in avals]
+            jax.block_until_ready(fn(*args))
+            times = []
+            for _ in range(max(1, reps)):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times.append(time.perf_counter() - t0)
+            rec["s_per_call"] = statistics.median(times)
+        except Exception:  # noqa: BLE001 - a sanity measurement never stops a run
+            rec["s_per_call"] = None
+    return out
+
+
+def measured(sealer: Sealer, costs: Mapping[str, int], reps: int = 3) -> dict:
+    """final.json's ``measured`` block: the wall time of each side's programs
+    (:func:`time_programs`) and, per side, an estimate of the run's compute time
+    on this machine: the side's measured seconds per metered FLOP (sum of its
+    programs' seconds per call over the sum of their all-ops FLOPs per call)
+    times the side's metered all-ops FLOPs of the run (setup included). Never
+    ranked; the modelled figures (``derived``) use only counts and profiles."""
+    progs = time_programs(sealer, reps=reps)
+    out = {"note": "measured on this machine, never ranked: seconds per call of each metered program "
+                   "(jit, zeros inputs, median of repeated calls); <side>_s = the side's measured "
+                   "seconds per metered FLOP x its metered FLOPs in the run",
+           "platform": jax.default_backend(), "device": str(jax.devices()[0]), "programs": progs}
+    for side in ("edge", "cloud"):
+        mine = [r for n, r in progs.items() if n.startswith(side + ":") and r["s_per_call"] is not None]
+        secs, fl = sum(r["s_per_call"] for r in mine), sum(r["flops_all"] for r in mine)
+        run_flops = int(costs.get(f"{side}_flops_all", costs.get(f"{side}_flops", 0)) or 0) + \
+            int(costs.get(f"setup_{side}_flops_all", costs.get(f"setup_{side}_flops", 0)) or 0)
+        out[f"{side}_s"] = secs / fl * run_flops if fl > 0 else None
+    return out

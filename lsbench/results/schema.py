@@ -31,6 +31,9 @@ OPTIONAL = {
     "sweep_point": (str, type(None)), "cost_to_target": dict,
     "headline_profile": str, "unit": str, "units": int, "cloud_kind": str,
     "error": str, "lsbench_version": str, "stopped_early": bool, "target": (int, float, type(None)),
+    # raw counts the derived figures come from (lsbench.results.derive), the edge
+    # budgets' margins and violations, and measured program wall times (never ranked)
+    "derive_inputs": dict, "budget_margins": dict, "budget_violations": list, "measured": dict,
 }
 
 
@@ -76,6 +79,10 @@ def validate_final(d: dict, where: str = "final.json") -> dict:
             raise SchemaError(f"{where}: primary metric '{d['primary_metric']}' "
                               "missing or not finite in a completed run")
     for prof, vals in d["derived"].items():
+        if prof == "modelled":  # every derived figure is modelled from counts and profiles
+            if vals is not True:
+                raise SchemaError(f"{where}: derived.modelled must be true")
+            continue
         if not isinstance(vals, dict) or not all(_num(v) for v in vals.values()):
             raise SchemaError(f"{where}: derived.{prof} must map names to numbers")
     return d
