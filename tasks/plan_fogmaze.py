@@ -39,10 +39,15 @@ def _hash(tree) -> str:
     return h.hexdigest()[:16]
 
 
-def _batched(fn, keys, chunk=512):
-    f = jax.jit(jax.vmap(fn))
-    parts = [jax.device_get(f(keys[i:i + chunk])) for i in range(0, len(keys), chunk)]
-    return jax.tree_util.tree_map(lambda *a: np.concatenate(a), *parts)
+def _batched(f, keys, *args, chunk=512):
+    """``f(keys[i:i + chunk], *args)`` over all keys, in chunks of one fixed size (the
+    last padded and cut), so a jitted, vmapped ``f`` compiles once for every set."""
+    n = len(keys)
+    pad = -n % chunk
+    if pad:
+        keys = jnp.concatenate([keys, jnp.repeat(keys[-1:], pad, 0)])
+    parts = [jax.device_get(f(keys[i:i + chunk], *args)) for i in range(0, len(keys), chunk)]
+    return jax.tree_util.tree_map(lambda *a: np.concatenate(a)[:n], *parts)
 
 
 def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost, learned=None,
@@ -147,7 +152,7 @@ def build(spec, data_dir, seed):
     if n < 3 or n > 20:
         raise TaskError(f"{spec.name}: maze size n={n} out of range; use 3 <= n <= 20")
     env = FogMaze(n, c["view_radius"], c["clip"])
-    mk = lambda k: make_instance(k, n, c["braid"], c["min_dist"])
+    mk = jax.jit(jax.vmap(lambda k: make_instance(k, n, c["braid"], c["min_dist"])))
     sets = {}
     for name, s, m in (("test", c["test_seed"], c["episodes"]), ("train", c["train_seed"], c["train_mazes"]),
                        ("calib", c["train_seed"] + 1, c["calib_mazes"])):

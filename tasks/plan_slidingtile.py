@@ -30,17 +30,18 @@ def distance_table(data_dir, log=print):
     return got["dist"], h
 
 
-def _puzzles(env, seed, count, dmin, dmax):
-    """``count`` scrambles with depth uniform in [dmin, dmax] and optimal length > 0."""
-    dmax_walk = dmax
-
-    def one(key):
-        kd, ks = jax.random.split(key)
-        d = jax.random.randint(kd, (), dmin, dmax + 1)
-        b = scramble(ks, d, dmax_walk)
-        return {"board": b, "opt": env.distance(b), "depth": d}
-
-    got = _batched(one, jax.random.split(jax.random.PRNGKey(seed), 2 * count))
+def _puzzles(env, seed, count, dmin, dmax, gens=None):
+    """``count`` scrambles with depth uniform in [dmin, dmax] and optimal length > 0.
+    ``gens``: a dict of compiled generators (one per walk length) shared across sets."""
+    gens = {} if gens is None else gens
+    if dmax not in gens:
+        def one(key, lo):
+            kd, ks = jax.random.split(key)
+            d = jax.random.randint(kd, (), lo, dmax + 1)
+            b = scramble(ks, d, dmax)
+            return {"board": b, "opt": env.distance(b), "depth": d}
+        gens[dmax] = jax.jit(jax.vmap(one, in_axes=(0, None)))
+    got = _batched(gens[dmax], jax.random.split(jax.random.PRNGKey(seed), 2 * count), dmin)
     keep = np.flatnonzero(got["opt"] > 0)[:count]
     return {k: v[keep] for k, v in got.items()}
 
@@ -94,9 +95,10 @@ def build(spec, data_dir, seed):
                         "use 1 <= depth_min <= depth_max <= 60")
     table, table_hash = distance_table(data_dir)
     env = SlidingTile(table)
-    test = _puzzles(env, c["test_seed"], c["episodes"], c["depth_min"], c["depth_max"])
-    train = _puzzles(env, c["train_seed"], c["train_puzzles"], 1, c["train_depth_max"])
-    calib = _puzzles(env, c["train_seed"] + 1, c["calib_puzzles"], c["depth_min"], c["depth_max"])
+    gens = {}
+    test = _puzzles(env, c["test_seed"], c["episodes"], c["depth_min"], c["depth_max"], gens)
+    train = _puzzles(env, c["train_seed"], c["train_puzzles"], 1, c["train_depth_max"], gens)
+    calib = _puzzles(env, c["train_seed"] + 1, c["calib_puzzles"], c["depth_min"], c["depth_max"], gens)
     label = lambda inst, s: env.expert_action(s["board"])
     learned = learned_cloud(spec, data_dir, env, train, label) if c.get("cloud") == "learned" else None
     # The solver's table rides in the planner's closure (a partial), so the guard knows it
