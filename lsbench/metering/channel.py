@@ -21,6 +21,7 @@ masks and the send gate stay real.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -42,6 +43,20 @@ def _nbytes(tree, skip_lead=False) -> int:
         shape = a.shape[1:] if skip_lead else a.shape
         total += math.prod(shape) * jnp.dtype(a.dtype).itemsize
     return total
+
+
+@functools.lru_cache(maxsize=4096)
+def _wire_bytes(codec, shape: tuple, dtype: str, per_row: bool) -> int:
+    """Encoded bytes of one array (``per_row``: of each row of it) under a codec,
+    from the codec's encoded shapes alone; cached per signature."""
+    x = jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
+    enc = jax.eval_shape(jax.vmap(codec.encode) if per_row else codec.encode, x)
+    return _nbytes(enc, skip_lead=per_row)
+
+
+def wire_bytes(codec, x, per_row: bool = False) -> int:
+    """Billing: the wire size of ``x`` (or of each of its rows) under ``codec``."""
+    return _wire_bytes(codec, tuple(x.shape), str(jnp.dtype(x.dtype)), per_row)
 
 
 def mask_bytes(n: int, k):
@@ -75,7 +90,7 @@ class Channel:
     def _leaf(self, x):
         x = jnp.asarray(x)
         enc = self.codec.encode(x)
-        return self._deliver(self.codec.decode(enc, x)), _nbytes(jax.eval_shape(self.codec.encode, x))
+        return self._deliver(self.codec.decode(enc, x)), wire_bytes(self.codec, x)
 
     def _rows(self, rows: Rows, send):
         mask = jnp.asarray(rows.mask, bool) & send
@@ -89,7 +104,7 @@ class Channel:
                 raise ValueError(f"Rows leaf of shape {x.shape} does not lead with {n} rows")
             enc = jax.vmap(self.codec.encode)(x)
             dec = self._deliver(jax.vmap(self.codec.decode)(enc, x))
-            per_row += _nbytes(jax.eval_shape(jax.vmap(self.codec.encode), x), skip_lead=True)
+            per_row += wire_bytes(self.codec, x, per_row=True)
             keep = mask.reshape((n,) + (1,) * (x.ndim - 1))
             out.append(jnp.where(keep, dec, jnp.zeros_like(dec)))
         return Rows(jax.tree_util.tree_unflatten(tdef, out), mask), per_row * mask.astype(jnp.int32)
