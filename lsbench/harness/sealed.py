@@ -385,7 +385,7 @@ def guard_for(track: str, inst) -> Guard:
 
 
 # ----------------------------------------------------------------- measured wall time (sanity only)
-def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 20.0) -> dict:
+def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 10.0) -> dict:
     """Measured seconds per call of every metered program, on this machine.
 
     Each program whose FLOPs the run billed is compiled alone
@@ -437,7 +437,12 @@ def measured(sealer: Sealer, costs: Mapping[str, int], reps: int = 3) -> dict:
     on this machine: the side's measured seconds per metered FLOP (sum of its
     programs' seconds per call over the sum of their all-ops FLOPs per call)
     times the side's metered all-ops FLOPs of the run (setup included). Never
-    ranked; the modelled figures (``derived``) use only counts and profiles."""
+    ranked; the modelled figures (``derived``) use only counts and profiles.
+    ``LSBENCH_TIME_PROGRAMS=0`` in the environment skips the timing."""
+    import os
+    if os.environ.get("LSBENCH_TIME_PROGRAMS", "1") == "0":
+        return {"note": "not measured (LSBENCH_TIME_PROGRAMS=0)", "programs": {}, "edge_s": None,
+                "cloud_s": None}
     progs = time_programs(sealer, reps=reps)
     out = {"note": "measured on this machine, never ranked: seconds per call of each metered program "
                    "(jit, zeros inputs, median of repeated calls); <side>_s = the side's measured "
