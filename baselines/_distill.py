@@ -4,7 +4,8 @@ Pure, jittable functions over plain parameter pytrees (built on
 ``baselines._train_common``):
 
 ``model_for``        the ModelDef of a tier (``edge/<tier>``, else ``edge``)
-``need_public``      ctx.public as a float32 array, or a one-line TaskError
+``need_public``      a one-line TaskError unless the view has a public split (cloud side)
+``public_x``         the view's public split as float32 (a constant of the view's own data)
 ``public_window``    the public rows used in round r (a rolling window, no RNG)
 ``probs_xent``       masked cross-entropy to teacher *probabilities*
 ``era``              DS-FL's entropy-reduction aggregation (sharpened average)
@@ -18,22 +19,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from baselines._train_common import make_optimizer, opt_step, xent
+from baselines._train_common import make_optimizer, opt_step, tier_model, weighted_average, xent
 from lsbench import api
 from lsbench.task import TaskError
 
 
-def model_for(ctx, tier):
-    """The edge ModelDef of ``tier`` (``ctx.models['edge/<tier>']``, else ``'edge'``)."""
-    return ctx.models.get(f"edge/{tier}", ctx.models["edge"])
+def model_for(view, tier=None):
+    """The edge ModelDef of ``tier`` (default: the view's tier): ``view.models['edge/<tier>']``,
+    else ``'edge'``."""
+    return tier_model(view, tier)
 
 
-def need_public(ctx, method: str):
-    """The public unlabelled split, or a one-line error naming what to do."""
-    if ctx.public is None or len(ctx.public) == 0:
-        raise TaskError(f"method {method} needs the task's public unlabelled split (ctx.public) but task "
-                        f"{ctx.task} has none; pick a task with a public split, e.g. train/mnist1d")
-    return jnp.asarray(np.asarray(ctx.public, np.float32))
+def need_public(view, method: str):
+    """Raises a one-line TaskError when the task has no public split. Checked on the
+    cloud side (an edge view holds the split only when the harness hands it over)."""
+    if view.side == "cloud" and (view.public is None or len(view.public) == 0):
+        raise TaskError(f"method {method} needs the task's public unlabelled split (view.public) but task "
+                        f"{view.task} has none; pick a task with a public split, e.g. train/mnist1d")
+
+
+def public_x(view, method: str = "method"):
+    """The view's public split as float32 (read at trace time: a constant equal to the
+    view's own array, which sealing allows)."""
+    if view.public is None:
+        raise TaskError(f"method {method}: the {view.side} view has no public split; "
+                        "set edge_uses_public = True to have it on the edge")
+    return jnp.asarray(np.asarray(view.public, np.float32))
 
 
 def public_window(r, n_pub: int, n_total: int):
@@ -109,22 +120,31 @@ class PublicExchange(api.TrainMethod):
     ``client_final`` runs the edge model on W_r and uploads ``payload(logits)``;
     ``cloud_update`` turns the uploads into the next ``target`` (subclasses).
     All public-set forward passes run in client functions, so they are edge FLOPs.
+    The edges hold the public split (``edge_uses_public``: billed once per client
+    as setup bytes down). Each edge object's model is its tier's (``view.tier``).
     """
     per_client_downlink = False
     edge_uses_public = True
     common_hparams = {"lr": 0.05, "momentum": 0.9, "n_pub": 500, "digest_steps": 20,
                       "digest_batch": 64, "digest_lr": 0.05}
 
-    def __init__(self, ctx, hp):
-        super().__init__(ctx, hp)
-        self.xpub = need_public(ctx, self.manifest.name)
-        self.n_pub = int(min(self.hp["n_pub"], self.xpub.shape[0]))
+    def __init__(self, view, hp):
+        super().__init__(view, hp)
+        need_public(view, self.manifest.name)
         self.tx = make_optimizer(self.hp)
         self.tx_digest = make_optimizer({"lr": self.hp["digest_lr"], "momentum": self.hp["momentum"]})
 
+    @property
+    def xpub(self):
+        return public_x(self.view, self.manifest.name)
+
+    @property
+    def n_pub(self):
+        return int(min(self.hp["n_pub"], len(self.view.public)))
+
     # --- hooks ---
-    def edge_model(self, tier):
-        return model_for(self.ctx, tier)
+    def edge_model(self):
+        return model_for(self.view)
 
     def payload(self, logits, hist):
         """What an edge uploads, from its public logits and the label counts of
@@ -137,35 +157,32 @@ class PublicExchange(api.TrainMethod):
     def cloud_init_extra(self, rng):
         return {}
 
-    def cloud_target(self, cloud, uplinks, weights, rng):
-        """(new target f32[n_pub, C], new extra cloud state)."""
+    def cloud_target(self, cloud, rnd: api.Round, rng):
+        """(new target f32[n_pub, C], new extra cloud state) from the round's uploads
+        (``rnd.messages``: the payloads of all clients, stacked)."""
         raise NotImplementedError
 
     # --- the pipeline ---
-    def init(self, rng):
-        C = self.ctx.num_classes
+    # cloud
+    def cloud_setup(self, rng):
+        C = self.view.num_classes
         return {"r": jnp.int32(0), "target": jnp.zeros((self.n_pub, C), jnp.float32),
                 "extra": self.cloud_init_extra(rng)}
 
-    def init_edge(self, tier, rng):
-        return self.edge_model(tier).init(rng)
+    # edge
+    def edge_setup(self, rng):
+        return self.edge_model().init(rng)
 
+    # cloud
     def cloud_downlink(self, cloud, tier, ids):
         return {"r": cloud["r"], "target": cloud["target"]}
 
-    def _tier_of(self, params):
-        # edge states of different tiers have different shapes: find the tier by structure
-        shapes = jax.tree_util.tree_map(jnp.shape, params)
-        for t in self.ctx.extras.get("tiers", ()):
-            m = self.edge_model(t)
-            if jax.tree_util.tree_map(jnp.shape, jax.eval_shape(m.init, jax.random.PRNGKey(0))) == shapes:
-                return m
-        return self.ctx.models["edge"]
-
+    # edge
     def client_init(self, params, down, rng):
-        apply = self._tier_of(params).apply
+        apply = self.edge_model().apply
+        xpub = self.xpub
         r = down["r"]
-        xw = self.xpub[public_window(r - 1, self.n_pub, self.xpub.shape[0])]
+        xw = xpub[public_window(r - 1, self.n_pub, xpub.shape[0])]
         on = (r > 0).astype(jnp.float32)
 
         def loss(p, idx, mask):
@@ -173,23 +190,35 @@ class PublicExchange(api.TrainMethod):
 
         p = fit(self.tx_digest, params, loss, self.n_pub, int(self.hp["digest_steps"]),
                 int(self.hp["digest_batch"]), rng)
-        return {"p": p, "o": self.tx.init(p), "r": r, "hist": jnp.zeros((self.ctx.num_classes,), jnp.float32)}
+        return {"p": p, "o": self.tx.init(p), "r": r, "hist": jnp.zeros((self.view.num_classes,), jnp.float32)}
 
     def client_step(self, cs, batch, rng):
-        apply = self._tier_of(cs["p"]).apply
+        apply = self.edge_model().apply
         p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
                               lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
-        hist = cs["hist"] + jnp.sum(jax.nn.one_hot(batch["y"], self.ctx.num_classes) * batch["mask"][:, None], 0)
+        hist = cs["hist"] + jnp.sum(jax.nn.one_hot(batch["y"], self.view.num_classes) * batch["mask"][:, None], 0)
         return {"p": p, "o": o, "r": cs["r"], "hist": hist}, loss
 
     def client_final(self, cs, params, rng):
-        apply = self._tier_of(cs["p"]).apply
-        xw = self.xpub[public_window(cs["r"], self.n_pub, self.xpub.shape[0])]
+        apply = self.edge_model().apply
+        xpub = self.xpub
+        xw = xpub[public_window(cs["r"], self.n_pub, xpub.shape[0])]
         return cs["p"], self.payload(predict_rows(apply, cs["p"], xw), cs["hist"])
 
-    def cloud_update(self, cloud, uplinks, weights, ids, rng):
-        target, extra = self.cloud_target(cloud, uplinks, weights, rng)
+    # cloud
+    def cloud_update(self, cloud, rnd: api.Round, rng):
+        target, extra = self.cloud_target(cloud, rnd, rng)
         return {"r": cloud["r"] + 1, "target": target, "extra": extra}
 
+    def cloud_window(self, cloud):
+        """The public rows of this round's window (cloud side)."""
+        xpub = self.xpub
+        return xpub[public_window(cloud["r"], self.n_pub, xpub.shape[0])]
+
+    def mean_payload(self, rnd: api.Round):
+        """The example-weighted mean of the round's payloads."""
+        return weighted_average(rnd.messages, rnd.examples)
+
+    # evaluation
     def predict_edge(self, params, x):
-        return self._tier_of(params).apply(params, x)
+        return self.edge_model().apply(params, x)

@@ -12,6 +12,8 @@ large-small methods) import these names, so keep them stable:
 ``prox_term``       (mu / 2) * ||params - anchor||^2, FedProx's proximal term
 ``concat_tiers``    stacks per-tier uplinks (same structure) into one client axis
 ``weighted_average`` example-weighted mean of stacked uplinks over clients
+``per_tier``        whether a ``Round``'s messages are a per-tier mapping
+``tier_groups``     a ``Round`` split into one group per tier (static slices, or masked weights)
 """
 from __future__ import annotations
 
@@ -85,35 +87,76 @@ def prox_term(params, anchor, mu):
     return 0.5 * mu * sq
 
 
-def concat_tiers(uplinks: Mapping[str, Any], weights: Mapping[str, Any] | None = None):
+def concat_tiers(uplinks: Mapping[str, Any], weights=None):
     """Concatenates per-tier stacked pytrees (identical structure) along the client
-    axis; returns (stacked, weights) with weights None when not given."""
+    axis; returns (stacked, weights): ``weights`` concatenated too when it is a
+    per-tier mapping, passed through otherwise (None when not given)."""
     names = list(uplinks)
     ups = tmap(lambda *a: jnp.concatenate(a), *[uplinks[n] for n in names])
-    w = None if weights is None else jnp.concatenate([jnp.asarray(weights[n], jnp.float32) for n in names])
-    return ups, w
+    if isinstance(weights, Mapping):
+        weights = jnp.concatenate([jnp.asarray(weights[n], jnp.float32) for n in names])
+    return ups, weights
+
+
+def per_tier(rnd, tiers) -> bool:
+    """True when ``rnd.messages`` is the harness's per-tier mapping ``{tier: stacked}``
+    (tiers' uplinks differ in shape), False when it is one stack of all clients."""
+    m = rnd.messages
+    if not isinstance(m, Mapping) or len(m) < 2 or not set(m) <= set(tiers):
+        return False
+    K = rnd.examples.shape[0]
+    leads = [{a.shape[0] for a in jax.tree_util.tree_leaves(v)} for v in m.values()]
+    return all(len(s) == 1 for s in leads) and sum(next(iter(s)) for s in leads) == K
+
+
+def tier_groups(rnd, tiers):
+    """The round per tier: ``[(tier, messages, examples)]`` in tier order.
+
+    Per-tier messages are sliced statically (only the tiers that took part);
+    stacked messages are shared by every tier of ``tiers``, with ``examples``
+    zeroed for the other tiers' clients (``rnd.tier`` indexes ``tiers``).
+    Clients are in tier order (``view.tiers``); note that a JAX mapping comes
+    back with its keys sorted, so walk ``tiers``, not the mapping."""
+    if per_tier(rnd, tiers):
+        out, i = [], 0
+        for t in tiers:
+            if t not in rnd.messages:
+                continue
+            m = rnd.messages[t]
+            k = jax.tree_util.tree_leaves(m)[0].shape[0]
+            out.append((t, m, rnd.examples[i:i + k]))
+            i += k
+        return out
+    return [(t, rnd.messages, jnp.where(rnd.tier == j, rnd.examples, 0.0)) for j, t in enumerate(tiers)]
 
 
 def weighted_average(uplinks, weights):
     """Example-weighted mean over clients. ``uplinks``/``weights`` are either
-    stacked arrays (leading client axis) or per-tier mappings of them."""
-    if isinstance(weights, Mapping):
+    stacked arrays (leading client axis) or both per-tier mappings of them."""
+    if isinstance(uplinks, Mapping) and isinstance(weights, Mapping):
         uplinks, weights = concat_tiers(uplinks, weights)
     w = jnp.asarray(weights, jnp.float32)
     w = w / jnp.maximum(w.sum(), 1e-12)
     return tmap(lambda u: jnp.tensordot(w, u.astype(jnp.float32), 1).astype(u.dtype), uplinks)
 
 
+def tier_model(view, tier=None):
+    """The edge ModelDef of ``tier`` (default: the view's own tier):
+    ``models['edge/<tier>']``, else ``models['edge']``."""
+    tier = view.tier if tier is None else tier
+    return view.models.get(f"edge/{tier}", view.models["edge"])
+
+
 class LocalSGDClient:
     """Mixin: the client trains the received params with the task loss and sends them back
-    (the personal edge model is the last local one). Needs ``self.tx`` (optax) and
-    ``self._model_of(params)`` (the ModelDef whose shapes the params have)."""
+    (the personal edge model is the last local one). Needs ``self.tx`` (optax); the
+    model is the edge object's tier model (``tier_model(self.view)``)."""
 
     def client_init(self, edge_state, down, rng):
         return {"p": down, "o": self.tx.init(down)}
 
     def client_step(self, cs, batch, rng):
-        apply = self._model_of(cs["p"]).apply
+        apply = tier_model(self.view).apply
         p, o, loss = opt_step(self.tx, cs["p"], cs["o"], batch,
                               lambda q, b: xent(apply(q, b["x"]), b["y"], b["mask"]))
         return {"p": p, "o": o}, loss

@@ -22,14 +22,15 @@ Protocol, round r (W_r = the r-th window of ``n_pub`` public rows; T = ``T``):
     exp(-H(p_c,s)) · p_c,s[j], with share_c[j] = h_c[j] / Σ_c' h_c'[j], so a
     client's vote for class j counts by how much class-j data it holds (this
     undoes the label-skew bias of a plain average); trains its large model
-    (``ctx.models['cloud']``) for ``cloud_steps`` steps of T²·CE to the
+    (``view.models['cloud']``) for ``cloud_steps`` steps of T²·CE to the
     consensus on W_r (edge teaches cloud), then computes its own soft labels
     on W_r for step 1 of round r+1.
 Edge models are per-client and persistent; their architecture follows the
 client's tier (``edge/<tier>``), so tiers may differ. Both sides are reported:
 ``edge_accuracy`` (mean of client models on the global test set),
 ``edge_personal_accuracy`` and ``cloud_accuracy``.
-Wire per client per round: up ``4 * n_pub * C + 4 * C``, down ``4 * n_pub * C + 4``.
+Wire per client per round: up ``4 * n_pub * C + 4 * C`` (+ the 8-byte report), down
+``4 * n_pub * C + 4``. The edges hold the public split (setup bytes, once per client).
 """
 import jax
 import jax.numpy as jnp
@@ -56,19 +57,19 @@ class BiKD(kd.PublicExchange):
         return kd.probs_xent(logits, target, T=float(self.hp["T"]))
 
     def cloud_init_extra(self, rng):
-        return {"cloud": self.ctx.models["cloud"].init(rng)}
+        return {"cloud": self.view.models["cloud"].init(rng)}
 
-    def cloud_target(self, cloud, uplinks, weights, rng):
+    def cloud_target(self, cloud, rnd, rng):
         T = float(self.hp["T"])
-        probs = jnp.concatenate([u["probs"] for u in uplinks.values()])   # [k, n_pub, C]
-        hist = jnp.concatenate([u["hist"] for u in uplinks.values()])     # [k, C]
+        probs = rnd.messages["probs"]   # [k, n_pub, C], every tier's clients stacked
+        hist = rnd.messages["hist"]     # [k, C]
         # class-aware vote: client c's belief in class j counts by its share of class-j data
         share = hist / jnp.maximum(hist.sum(0, keepdims=True), 1e-12)
         ent = -jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-12)), -1)    # [k, n_pub]
         score = jnp.einsum("kc,kn,knc->nc", share, jnp.exp(-ent), probs)
         consensus = score / jnp.maximum(score.sum(-1, keepdims=True), 1e-12)
-        xw = self.xpub[kd.public_window(cloud["r"], self.n_pub, self.xpub.shape[0])]
-        apply = self.ctx.models["cloud"].apply
+        xw = self.cloud_window(cloud)
+        apply = self.view.models["cloud"].apply
         tx = make_optimizer({"lr": self.hp["cloud_lr"], "optimizer": "adam"})
         big = kd.fit(tx, cloud["extra"]["cloud"],
                      lambda p, i, m: kd.probs_xent(apply(p, xw[i]), consensus[i], T=T),
@@ -77,4 +78,4 @@ class BiKD(kd.PublicExchange):
         return labels, {"cloud": big}
 
     def predict_cloud(self, cloud, x):
-        return self.ctx.models["cloud"].apply(cloud["extra"]["cloud"], x)
+        return self.view.models["cloud"].apply(cloud["extra"]["cloud"], x)

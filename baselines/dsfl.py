@@ -9,13 +9,14 @@ it trains its global model (the task's ``edge`` architecture, as in the paper)
 on the open window with these labels and sends the labels down. Clients
 distil on them at the start of the next round (``_distill.PublicExchange``).
 
-Wire per client per round: up ``4 * n_pub * C`` bytes; down the same plus 4
-(the round counter). The open split reaches each edge once (setup bytes).
+Wire per client per round: up ``4 * n_pub * C`` bytes (+ the 8-byte report);
+down the same plus 4 (the round counter). The open split reaches each edge
+once (setup bytes).
 """
 import jax
 
 from baselines import _distill as kd
-from baselines._train_common import make_optimizer, weighted_average
+from baselines._train_common import make_optimizer
 from lsbench import api
 
 
@@ -35,14 +36,14 @@ class DSFL(kd.PublicExchange):
         return kd.probs_xent(logits, target)
 
     def _server(self):
-        return self.ctx.models["edge"]
+        return self.view.models["edge"]
 
     def cloud_init_extra(self, rng):
         return {"server": self._server().init(rng)}
 
-    def cloud_target(self, cloud, uplinks, weights, rng):
-        labels = kd.era(weighted_average(uplinks, weights), float(self.hp["era_T"]))
-        xw = self.xpub[kd.public_window(cloud["r"], self.n_pub, self.xpub.shape[0])]
+    def cloud_target(self, cloud, rnd, rng):
+        labels = kd.era(self.mean_payload(rnd), float(self.hp["era_T"]))
+        xw = self.cloud_window(cloud)
         apply = self._server().apply
         tx = make_optimizer({"lr": self.hp["server_lr"], "momentum": self.hp["momentum"]})
         server = kd.fit(tx, cloud["extra"]["server"],

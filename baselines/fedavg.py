@@ -1,16 +1,17 @@
 """FedAvg (McMahan et al., AISTATS 2017) and FedProx (Li et al., MLSys 2020).
 
-Every client trains ``ctx.models['edge']`` (all tiers alike) from the global
+Every client trains ``view.models['edge']`` (all tiers alike) from the global
 weights with local SGD; the cloud averages the uplinked weights, weighted by
-examples. Wire per client and round: the model down, the model up. FedProx
-adds (mu / 2) ||w - w_global||^2 to the local loss. A client keeps its last
-locally trained model as its personal edge model.
+the example counts the clients report (``Round.examples``). Wire per client
+and round: the model down, the model up (plus the harness's 8-byte report).
+FedProx adds (mu / 2) ||w - w_global||^2 to the local loss. A client keeps its
+last locally trained model as its personal edge model.
 
-Stragglers (tasks with ``budgets['stragglers'] > 0``): as in the FedProx paper,
+Stragglers (tasks with ``view.stragglers > 0``): as in the FedProx paper,
 FedAvg drops clients that did not finish their local work (``drop_stragglers``)
-while FedProx aggregates their partial work. There, the uplink also carries
-the client's local step count (an int32, 4 bytes) and the cloud compares it
-with the task's step budget min(max_local_steps, ceil(epochs * n / batch)).
+while FedProx aggregates their partial work. The cloud compares each client's
+reported step count (``Round.local_steps``) with the task's step budget
+min(max_local_steps, ceil(epochs * n / batch)).
 """
 from __future__ import annotations
 
@@ -30,57 +31,56 @@ class FedAvg(api.TrainMethod):
     sweep = ({"lr": 0.02}, {"lr": 0.05}, {"lr": 0.1})
 
     @property
-    def _counts_steps(self):
-        return float(self.ctx.budgets.get("stragglers", 0.0)) > 0
-
-    @property
     def model(self):
-        return self.ctx.models["edge"]
+        return self.view.models["edge"]
 
     def _tx(self):
         return make_optimizer(self.hp)
 
-    def init(self, rng):
+    # cloud
+    def cloud_setup(self, rng):
         return self.model.init(rng)
 
-    def init_edge(self, tier, rng):
+    # edge
+    def edge_setup(self, rng):
         return self.model.init(rng)
 
+    # cloud
     def cloud_downlink(self, cloud, tier, ids):
         return cloud
 
+    # edge
     def client_init(self, edge_state, down, rng):
-        return {"params": down, "opt": self._tx().init(down), "anchor": down,
-                "steps": jnp.zeros((), jnp.int32)}
+        return {"params": down, "opt": self._tx().init(down), "anchor": down}
 
     def client_step(self, cs, batch, rng):
         base = supervised_loss(self.model.apply)
         mu = float(self.hp.get("mu", 0.0))
         loss_fn = (lambda p, b: base(p, b) + prox_term(p, cs["anchor"], mu)) if mu > 0 else base
         params, opt, loss = opt_step(self._tx(), cs["params"], cs["opt"], batch, loss_fn)
-        return {"params": params, "opt": opt, "anchor": cs["anchor"], "steps": cs["steps"] + 1}, loss
+        return {"params": params, "opt": opt, "anchor": cs["anchor"]}, loss
 
     def client_final(self, cs, edge_state, rng):
-        if self._counts_steps:
-            return cs["params"], {"params": cs["params"], "steps": cs["steps"]}
         return cs["params"], cs["params"]
 
-    def _expected_steps(self, n):
-        b = self.ctx.budgets
-        steps = jnp.ceil(float(b["local_epochs"]) * n / int(b["batch_size"]))
-        return jnp.maximum(jnp.minimum(steps, int(b["max_local_steps"])), 1)
+    # cloud
+    def expected_steps(self, n):
+        """The task's local step budget for clients with ``n`` examples."""
+        v = self.view
+        steps = jnp.ceil(float(v.local_epochs) * n / int(v.batch_size))
+        return jnp.maximum(jnp.minimum(steps, int(v.max_local_steps)), 1)
 
-    def cloud_update(self, cloud, uplinks, weights, ids, rng):
-        if not self._counts_steps:
-            return weighted_average(uplinks, weights)
-        w = {t: jnp.asarray(weights[t], jnp.float32) for t in weights}
+    def cloud_update(self, cloud, rnd: api.Round, rng):
+        if not self.view.stragglers > 0:
+            return weighted_average(rnd.messages, rnd.examples)
+        w = jnp.asarray(rnd.examples, jnp.float32)
         if self.hp.get("drop_stragglers", False):
-            w = {t: w[t] * (uplinks[t]["steps"] >= self._expected_steps(w[t])) for t in w}
-        total = sum(v.sum() for v in w.values())
-        avg = weighted_average({t: u["params"] for t, u in uplinks.items()}, w)
+            w = w * (rnd.local_steps >= self.expected_steps(w))
+        avg = weighted_average(rnd.messages, w)
         # keep the old model when every sampled client straggled
-        return jax.tree_util.tree_map(lambda a, c: jnp.where(total > 0, a, c), avg, cloud)
+        return jax.tree_util.tree_map(lambda a, c: jnp.where(w.sum() > 0, a, c), avg, cloud)
 
+    # evaluation
     def predict_edge(self, edge_state, x):
         return self.model.apply(edge_state, x)
 

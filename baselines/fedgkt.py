@@ -26,10 +26,12 @@ test features (FedML also uploads test features). Here each client also sends
 its stem weights (metered) and the cloud scores global-test row i through the
 stem of client ``i mod num_clients``. All edges start from the same initial
 model (as in FedML, where every client builds the same network).
-Buffers are sized by ``ctx.extras['num_clients']`` and the most distinct
-examples a client can see per round: ``ctx.extras['max_client_n']``, else
-``batch_size * max_local_steps`` from the budgets (hparams override both).
+Buffers are sized by ``view.num_clients`` and the most distinct examples a
+client can see per round, its training set: ``view.max_client_n`` (the
+largest client's). Empty slots are never billed (``Rows`` masks), but the
+cloud's training and logit passes run over every slot.
 """
+import functools
 import math
 
 import flax.linen as nn
@@ -73,8 +75,11 @@ class ServerCNN(nn.Module):
         return nn.Dense(self.classes)(nn.relu(nn.Dense(128)(f)))
 
 
-def _first(*vals):
-    return next((int(v) for v in vals if v), 0)
+@functools.lru_cache(maxsize=None)
+def _projection(d: int):
+    """The edge's fixed random projection for example keys (a 2 x d constant of
+    the method, never sent)."""
+    return np.random.default_rng(0).normal(size=(d, 2)).astype(np.float32)
 
 
 class FedGKT(api.TrainMethod):
@@ -85,38 +90,38 @@ class FedGKT(api.TrainMethod):
               "at the Edge, NeurIPS 2020")
     default_hparams = {"lr": 0.05, "momentum": 0.9, "alpha": 1.0, "beta": 1.0, "T": 3.0,
                        "server_steps": 50, "server_batch": 64, "server_lr": 1e-3,
-                       "stem_channels": 16, "stem_kernel": 5, "stem_stride": 2,
-                       "num_clients": 0, "max_rows": 0}
+                       "stem_channels": 16, "stem_kernel": 5, "stem_stride": 2}
     sweep = ({"stem_channels": 8}, {"server_steps": 300})
     per_client_downlink = True
 
-    def __init__(self, ctx, hp):
-        super().__init__(ctx, hp)
-        self.n_slots = _first(self.hp.get("max_rows"), ctx.extras.get("max_client_n"), ctx.budgets.get("max_n"),
-                              int(ctx.budgets.get("batch_size", 0)) * int(ctx.budgets.get("max_local_steps", 0)))
-        self.n_clients = _first(self.hp.get("num_clients"), ctx.extras.get("num_clients"),
-                                ctx.budgets.get("clients"))
+    def __init__(self, view, hp):
+        super().__init__(view, hp)
+        self.n_slots, self.n_clients = int(view.max_client_n), int(view.num_clients)
         if not (self.n_slots and self.n_clients):
-            raise TaskError(f"fedgkt needs the client count and the most examples a client sees per round; "
-                            f"task {ctx.task} gives neither in ctx.extras: pass --hparams num_clients=N,max_rows=R")
-        shape = tuple(ctx.input_shape)
+            raise TaskError(f"fedgkt needs the client count and the largest client's example count; "
+                            f"task {view.task} gives num_clients={view.num_clients}, "
+                            f"max_client_n={view.max_client_n} in its views: set both")
+        shape = tuple(view.input_shape)
         self.dims = 1 if len(shape) == 1 else 2
-        self.C = ctx.num_classes
+        self.C = view.num_classes
         self.stem = Stem(int(self.hp["stem_channels"]), int(self.hp["stem_kernel"]),
                          int(self.hp["stem_stride"]), self.dims)
         self.head = nn.Dense(self.C)
         self.server = ServerCNN(self.C, self.dims)
-        self.x0 = jnp.zeros((1,) + shape, jnp.float32)
-        self.fmap = jax.eval_shape(lambda: self.stem.init_with_output(jax.random.PRNGKey(0), self.x0)[0]).shape[1:]
+        # the stem's feature map (SAME padding): ceil(size / stride) per spatial axis, then channels
+        s = int(self.hp["stem_stride"])
+        self.fmap = tuple(-(-d // s) for d in shape[:self.dims]) + (int(self.hp["stem_channels"]),)
         self.F = math.prod(self.fmap)
-        self.proj = jnp.asarray(np.random.default_rng(0).normal(size=(math.prod(shape), 2)), jnp.float32)
         self.tx = make_optimizer(self.hp)
         self.tx_server = make_optimizer({"lr": self.hp["server_lr"], "optimizer": "adam"})
 
     # ---- models ----
+    def _x0(self):
+        return jnp.zeros((1,) + tuple(self.view.input_shape), jnp.float32)
+
     def _edge_init(self):
         ks, kh = jax.random.split(jax.random.PRNGKey(0))   # shared by all edges
-        return {"stem": self.stem.init(ks, self.x0)["params"],
+        return {"stem": self.stem.init(ks, self._x0())["params"],
                 "head": self.head.init(kh, jnp.zeros((1, self.F)))["params"]}
 
     def _features(self, stem, x):
@@ -130,19 +135,22 @@ class FedGKT(api.TrainMethod):
         return self.server.apply({"params": sp}, f.reshape((f.shape[0],) + self.fmap))
 
     def _hash(self, x):
-        return x.reshape((x.shape[0], -1)).astype(jnp.float32) @ self.proj
+        flat = x.reshape((x.shape[0], -1)).astype(jnp.float32)
+        return flat @ _projection(flat.shape[1])
 
     # ---- cloud ----
-    def init(self, rng):
+    def cloud_setup(self, rng):
         stem = self._edge_init()["stem"]
         return {"server": self.server.init(rng, jnp.zeros((1,) + self.fmap))["params"],
                 "table": jnp.zeros((self.n_clients, self.n_slots, self.C), jnp.float32),
                 "valid": jnp.zeros((self.n_clients, self.n_slots), bool),
                 "stems": tmap(lambda a: jnp.broadcast_to(a, (self.n_clients,) + a.shape), stem)}
 
-    def init_edge(self, tier, rng):
+    # ---- edge ----
+    def edge_setup(self, rng):
         return {"p": self._edge_init(), "h": jnp.zeros((self.n_slots, 2), jnp.float32)}
 
+    # ---- cloud ----
     def cloud_downlink(self, cloud, tier, ids):
         return api.Rows({"z": cloud["table"][ids]}, cloud["valid"][ids])
 
@@ -190,12 +198,14 @@ class FedGKT(api.TrainMethod):
               "stem": cs["p"]["stem"]}
         return {"p": cs["p"], "h": jnp.where(cs["fill"][:, None], cs["h"], 0.0)}, up
 
-    def cloud_update(self, cloud, uplinks, weights, ids, rng):
-        rows = [u["rows"] for u in uplinks.values()]
-        f = jnp.concatenate([r.data["f"] for r in rows]).reshape((-1, self.F))
-        y = jnp.concatenate([r.data["y"] for r in rows]).reshape((-1,))
-        z = jnp.concatenate([r.data["z"] for r in rows]).reshape((-1, self.C))
-        m = jnp.concatenate([r.mask for r in rows]).reshape((-1,))
+    # ---- cloud ----
+    def cloud_update(self, cloud, rnd: api.Round, rng):
+        # every client's uplink has the same shapes whatever its tier: one stack of all clients
+        rows = rnd.messages["rows"]
+        f = rows.data["f"].reshape((-1, self.F))
+        y = rows.data["y"].reshape((-1,))
+        z = rows.data["z"].reshape((-1, self.C))
+        m = rows.mask.reshape((-1,))
         T, b = float(self.hp["T"]), float(self.hp["beta"])
 
         def loss(sp, i, ok):
@@ -205,8 +215,8 @@ class FedGKT(api.TrainMethod):
         sp = kd.fit(self.tx_server, cloud["server"], loss, f.shape[0], int(self.hp["server_steps"]),
                     int(self.hp["server_batch"]), rng, row_weight=m)
         logits = kd.predict_rows(lambda q, v: self._server_apply(q, v), sp, f)
-        cid = jnp.concatenate([ids[t] for t in uplinks])
-        stems = tmap(lambda *a: jnp.concatenate(a), *[u["stem"] for u in uplinks.values()])
+        cid = rnd.client_ids
+        stems = rnd.messages["stem"]
         return {"server": sp,
                 "table": cloud["table"].at[cid].set(logits.reshape((len(cid), self.n_slots, self.C))),
                 "valid": cloud["valid"].at[cid].set(m.reshape((len(cid), self.n_slots))),

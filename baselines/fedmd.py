@@ -1,21 +1,23 @@
 """FedMD: heterogeneous FL via model distillation (Li & Wang, NeurIPS 2019 workshop).
 
 Each client keeps its own model, whose architecture follows its capacity tier
-(``ctx.models['edge/<tier>']``: different widths/architectures at once). Per
+(``view.models['edge/<tier>']``: different widths/architectures at once). Per
 round the sampled clients "revisit" (train on private data), then compute
 class scores (logits) on a window of ``n_pub`` public rows and upload them;
-the cloud averages them into the consensus; at the start of the next round
-clients "digest" it (MSE regression of their logits to the consensus, as in
-FL-bench). Pipelined over rounds via ``_distill.PublicExchange``.
+the cloud averages them (weighted by the clients' reported example counts)
+into the consensus; at the start of the next round clients "digest" it (MSE
+regression of their logits to the consensus, as in FL-bench). Pipelined over
+rounds via ``_distill.PublicExchange``; the edges hold the public split
+(billed once per client as setup bytes down).
 
 Deviation: the paper's transfer-learning warm-up on a *labelled* public set is
 skipped (lsbench's public split is unlabelled). No cloud model.
-Wire per client per round: up ``4 * n_pub * C``; down the same plus 4.
+Wire per client per round: up ``4 * n_pub * C`` (+ the 8-byte report); down
+the same plus 4.
 """
 import jax.numpy as jnp
 
 from baselines import _distill as kd
-from baselines._train_common import weighted_average
 from lsbench import api
 
 
@@ -29,5 +31,5 @@ class FedMD(kd.PublicExchange):
     def digest_loss(self, logits, target):
         return jnp.mean(jnp.sum(jnp.square(logits - target), -1))
 
-    def cloud_target(self, cloud, uplinks, weights, rng):
-        return weighted_average(uplinks, weights), {}
+    def cloud_target(self, cloud, rnd, rng):
+        return self.mean_payload(rnd), {}

@@ -25,11 +25,13 @@ class Centralized(api.TrainMethod):
     def roles(self):
         return ("edge", "cloud") if self.hp.get("train_cloud", True) else ("edge",)
 
-    def init(self, rng):
-        return {r: self.ctx.models[r].init(rng) for r in self.roles}
+    # cloud
+    def cloud_setup(self, rng):
+        return {r: self.view.models[r].init(rng) for r in self.roles}
 
-    def init_edge(self, tier, rng):
-        return self.ctx.models["edge"].init(rng)
+    # edge
+    def edge_setup(self, rng):
+        return self.view.models["edge"].init(rng)
 
     def cloud_downlink(self, cloud, tier, ids):
         return cloud
@@ -42,24 +44,23 @@ class Centralized(api.TrainMethod):
         tx, params, opt, total = make_optimizer(self.hp), {}, {}, 0.0
         for r in self.roles:
             params[r], opt[r], loss = opt_step(tx, cs["params"][r], cs["opt"][r], batch,
-                                               supervised_loss(self.ctx.models[r].apply))
+                                               supervised_loss(self.view.models[r].apply))
             total = total + loss
         return {"params": params, "opt": opt}, total / len(self.roles)
 
     def client_final(self, cs, edge_state, rng):
         return cs["params"]["edge"], cs["params"]
 
-    def cloud_update(self, cloud, uplinks, weights, ids, rng):
-        (up,) = uplinks.values()  # the single pooled client
-        return jax.tree_util.tree_map(lambda a: a[0], up)
+    def cloud_update(self, cloud, rnd, rng):
+        return jax.tree_util.tree_map(lambda a: a[0], rnd.messages)  # the single pooled client
 
     def predict_edge(self, edge_state, x):
-        return self.ctx.models["edge"].apply(edge_state, x)
+        return self.view.models["edge"].apply(edge_state, x)
 
     def predict_global_edge(self, cloud, x):
-        return self.ctx.models["edge"].apply(cloud["edge"], x)
+        return self.view.models["edge"].apply(cloud["edge"], x)
 
     def predict_cloud(self, cloud, x):
         if "cloud" not in self.roles:
             return None
-        return self.ctx.models["cloud"].apply(cloud["cloud"], x)
+        return self.view.models["cloud"].apply(cloud["cloud"], x)

@@ -1,5 +1,6 @@
 """Local-only reference: each client trains its own edge model on its own data
-and never communicates (zero bytes). ``edge_accuracy`` is the mean over
+and never communicates (zero bytes of its own; the harness still bills each
+client's 8-byte report of its example and step counts). ``edge_accuracy`` is the mean over
 clients of each client's model on the global test set (no global model)."""
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ class Local(api.TrainMethod):
 
     @property
     def model(self):
-        return self.ctx.models["edge"]
+        return self.view.models["edge"]
 
-    def init(self, rng):
+    # cloud
+    def cloud_setup(self, rng):
         return {"round": jnp.zeros((), jnp.int32)}
 
-    def init_edge(self, tier, rng):
+    # edge
+    def edge_setup(self, rng):
         return self.model.init(rng)
 
     def cloud_downlink(self, cloud, tier, ids):
@@ -39,7 +42,7 @@ class Local(api.TrainMethod):
     def client_final(self, cs, edge_state, rng):
         return cs["params"], {}
 
-    def cloud_update(self, cloud, uplinks, weights, ids, rng):
+    def cloud_update(self, cloud, rnd, rng):
         return {"round": cloud["round"] + 1}
 
     def predict_edge(self, edge_state, x):

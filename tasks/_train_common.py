@@ -1,17 +1,28 @@
 """Shared builder of training-track tasks: dataset -> client partition -> padded
-per-client arrays, plus the edge/cloud model zoo and capacity tiers.
+per-client arrays, plus the edge/cloud model zoo, capacity tiers and one view
+per side.
 
 ``spec.config`` keys: ``dataset`` (+ ``data``: loader kwargs), ``partition``
 (+ ``alpha``, ``classes_per_client``, ``test_frac``), ``clients``, ``edge`` and
-``cloud`` (zoo family + kwargs), ``tiers`` ({name: width}), and the budgets
+``cloud`` (zoo family + kwargs), ``tiers`` ({name: width}), the protocol sizes
 (``rounds``, ``clients_per_round``, ``local_epochs``, ``batch_size``,
-``max_local_steps``, ``eval_every``, ``stragglers``).
+``max_local_steps``, ``eval_every``, ``stragglers``) and ``edge_budgets``
+(enforced per edge: ``param_bytes``, optionally ``state_bytes`` and
+``flops_per_example``; part of the versioned spec).
 
-Conventions the training methods rely on: ``ctx.models`` has ``edge`` (full
-width), ``cloud`` and ``edge/<tier>`` per tier; ``ctx.extras`` has ``tiers``
-(names) and ``tier_width`` ({tier: width}); clients are assigned to tiers
-round-robin (client c -> tier c mod #tiers); ``ctx.public`` is the dataset's
-unlabelled public split (x only) when it has one.
+Views (``lsbench.api.TrainView``): ``models`` has ``edge`` (full width),
+``cloud`` and ``edge/<tier>`` per tier, on both sides (architectures are
+public); the typed protocol fields (``tiers``, ``tier_width``,
+``num_clients``, ``clients_per_round``, ``rounds``, ``local_epochs``,
+``batch_size``, ``max_local_steps``, ``stragglers``, ``max_client_n``,
+``dataset``, ``partition``) are the same on both sides; ``budgets`` holds the
+edge budgets. One edge view per tier (``view.tier``). Clients are assigned to
+tiers round-robin (client c -> tier c mod #tiers). ``public`` (the dataset's
+unlabelled public split, x only) is on the cloud view only: the training loop
+hands it to the edge views, billed as setup bytes down per client, when a
+method declares ``edge_uses_public``. Neither view holds clients' data or the
+test sets: those are the instance's ``hidden()`` data, which reach the edge
+only as batches.
 """
 from __future__ import annotations
 
@@ -22,8 +33,7 @@ from lsbench.data import catalog, partition
 from lsbench.models import train_zoo
 from lsbench.task import TaskError, TrainInstance
 
-BUDGET_KEYS = ("rounds", "clients_per_round", "local_epochs", "batch_size", "max_local_steps",
-               "eval_every", "stragglers")
+BUDGET_KEYS = ("param_bytes", "state_bytes", "flops_per_example")
 
 
 def make_model(family: str, kw: dict, classes: int, input_shape, width: float = 1.0) -> api.ModelDef:
@@ -46,6 +56,35 @@ def pad_clients(x, y, parts):
     for c, p in enumerate(parts):
         X[c, : len(p)], Y[c, : len(p)] = x[p], y[p]
     return X, Y, n
+
+
+def edge_budgets(cfg) -> dict:
+    """The task's declared edge budgets (ints), checked for unknown keys."""
+    b = dict(cfg.get("edge_budgets", {}))
+    bad = sorted(set(b) - set(BUDGET_KEYS))
+    if bad:
+        raise TaskError(f"unknown edge budget(s) {', '.join(bad)}; use {', '.join(BUDGET_KEYS)}")
+    return {k: int(v) for k, v in b.items()}
+
+
+def make_views(spec, *, num_classes, input_shape, models, tiers: dict, num_clients: int,
+               max_client_n: int, public=None, dataset: str = "", partition_kind: str = "",
+               budgets=None):
+    """(edge_views {tier: TrainView}, cloud_view) from a task's config and facts.
+    Also used by test tasks; protocol sizes come from ``spec.config``."""
+    cfg = spec.config
+    common = dict(
+        task=spec.name, version=spec.version, track="train", num_classes=int(num_classes),
+        input_shape=tuple(input_shape), models=dict(models), budgets=dict(budgets or {}),
+        tiers=tuple(tiers), tier_width={t: float(w) for t, w in tiers.items()},
+        num_clients=int(num_clients), clients_per_round=int(cfg["clients_per_round"]),
+        rounds=int(cfg["rounds"]), local_epochs=float(cfg["local_epochs"]),
+        batch_size=int(cfg["batch_size"]), max_local_steps=int(cfg["max_local_steps"]),
+        stragglers=float(cfg.get("stragglers", 0.0)), max_client_n=int(max_client_n),
+        dataset=dataset, partition=partition_kind)
+    edge = {t: api.TrainView(side="edge", tier=t, **common) for t in tiers}
+    cloud = api.TrainView(side="cloud", public=public, **common)
+    return edge, cloud
 
 
 def build(spec, data_dir, seed) -> TrainInstance:
@@ -75,18 +114,18 @@ def build(spec, data_dir, seed) -> TrainInstance:
     cfam, ckw = cfg["cloud"]
     models = {"edge": make_model(efam, ekw, k, shape), "cloud": make_model(cfam, ckw, k, shape)}
     models.update({f"edge/{t}": make_model(efam, ekw, k, shape, w) for t, w in tiers.items()})
-    budgets = {key: cfg[key] for key in BUDGET_KEYS if key in cfg}
-    extras = {"tiers": tuple(tiers), "tier_width": dict(tiers), "num_clients": C, "partition": kind,
-              "alpha": cfg.get("alpha"), "dataset": ds.name}
-    ctx = api.TaskContext(task=spec.name, version=spec.version, track="train", num_classes=k,
-                          input_shape=shape, models=models, public=ds.public_x, budgets=budgets,
-                          extras=extras)
+    budgets = edge_budgets(cfg)
+    edge_views, cloud_view = make_views(
+        spec, num_classes=k, input_shape=shape, models=models, tiers=tiers, num_clients=C,
+        max_client_n=int(N.max()), public=ds.public_x, dataset=ds.name, partition_kind=kind,
+        budgets=budgets)
     return TrainInstance(
-        ctx=ctx, train_x=X, train_y=Y, train_n=N, test_x=TX, test_y=TY, test_n=TN,
+        edge_views=edge_views, cloud_view=cloud_view,
+        train_x=X, train_y=Y, train_n=N, test_x=TX, test_y=TY, test_n=TN,
         global_test_x=ds.test_x, global_test_y=ds.test_y,
         client_tier=(np.arange(C) % len(tiers)).astype(np.int32), tiers=tuple(tiers),
         rounds=int(cfg["rounds"]), clients_per_round=int(cfg["clients_per_round"]),
         local_epochs=float(cfg["local_epochs"]), batch_size=int(cfg["batch_size"]),
         max_local_steps=int(cfg["max_local_steps"]), eval_every=int(cfg["eval_every"]),
         straggler_fraction=float(cfg.get("stragglers", 0.0)),
-        hashes={"data": ds.hash, "partition": part.hash})
+        hashes={"data": ds.hash, "partition": part.hash}, edge_budgets=budgets)

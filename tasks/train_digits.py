@@ -13,6 +13,8 @@ CONFIG = dict(
     cloud=("cnn", {"channels": (16, 32), "kernels": (3, 3), "strides": (1, 2)}),
     tiers={"small": 0.5, "full": 1.0},
     rounds=30, clients_per_round=10, local_epochs=1.0, batch_size=16, max_local_steps=20, eval_every=5,
+    # Per edge: the parameters of the largest edge tier model (4,810 fp32 params).
+    edge_budgets={"param_bytes": 4 * 4810},
 )
 
 TASK = TaskSpec(

@@ -20,6 +20,8 @@ CONFIG = dict(
     tiers={"small": 0.5, "full": 1.0},
     rounds=100, clients_per_round=10, local_epochs=1.0, batch_size=32, max_local_steps=50,
     eval_every=10,
+    # Per edge: the parameters of the largest edge tier model (15,210 fp32 params).
+    edge_budgets={"param_bytes": 4 * 15210},
 )
 
 TASK = TaskSpec(

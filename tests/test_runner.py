@@ -38,7 +38,9 @@ def test_fedavg_bytes_equal_model_size(tmp_path):
     f = run(tmp_path)
     d, k, clients, rounds = 5, 3, 4, 6
     model_bytes = 4 * (d * k + k)
-    assert f["costs"]["bytes_up"] == f["costs"]["bytes_down"] == rounds * clients * model_bytes
+    assert f["costs"]["bytes_down"] == rounds * clients * model_bytes
+    # up: the model plus each client's report (float32 examples + int32 local steps)
+    assert f["costs"]["bytes_up"] == rounds * clients * (model_bytes + 8)
     assert f["costs"]["messages"] == 2 * rounds * clients
     assert f["costs"]["edge_flops"] > 0 and f["costs"]["cloud_flops"] > 0
 
@@ -172,23 +174,83 @@ def test_nan_is_recorded_as_diverged(tmp_path):
 
 def test_fedavg_one_client_one_step_is_sgd(tmp_path):
     """The harness's round with one client and one full batch is one SGD step."""
+    import dataclasses
+
     import jax
     import jax.numpy as jnp
     import numpy as np
-    from lsbench.registry import load_method, load_task
+
+    from lsbench.harness import sealed
     from lsbench.harness.train_loop import TrainLoop
-    from lsbench.metering.flops import FlopMeter
-    import dataclasses
+    from lsbench.metering.flops import count_jaxpr
+    from lsbench.registry import load_method, load_task
     spec = load_task(TINY_TASK)
     spec = dataclasses.replace(spec, config=dict(spec.config, clients=1, clients_per_round=1, max_n=8,
-                                                 batch=8, max_steps=1))
+                                                 batch_size=8, max_local_steps=1))
     inst = spec.build("", 0)
     inst.train_n[:] = 8
-    m = load_method(TINY_METHOD, spec)(inst.ctx, {"lr": 0.3})
-    loop = TrainLoop(inst, m, 0, FlopMeter())
+    cls = load_method(TINY_METHOD, spec)
+    sides = sealed.build_sides(cls, "train", inst, {"lr": 0.3},
+                               sealed.Sealer(sealed.guard_for("train", inst), meter=count_jaxpr))
+    loop = TrainLoop(inst, sides, 0)
     s0 = loop.init_state()
     s1, _, ok = loop.run_unit(s0, 0)
+    assert ok
     x, y = jnp.asarray(inst.train_x[0]), jnp.asarray(inst.train_y[0])
-    step, _ = m.client_step(s0["cloud"], {"x": x, "y": y, "mask": jnp.ones(8, bool)}, None)
+    step, _ = sides.edge_of("full")("client_step", s0["cloud"], {"x": x, "y": y, "mask": jnp.ones(8, bool)},
+                                    jax.random.PRNGKey(0))
     for a, b in zip(jax.tree_util.tree_leaves(s1["cloud"]), jax.tree_util.tree_leaves(step)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_python_api_runs_a_class_defined_in_the_calling_script(tmp_path):
+    """lsbench.run with a Method class defined right here returns the final dict."""
+    import jax
+    import jax.numpy as jnp
+
+    import lsbench
+    from lsbench import api
+
+    class MyFedAvg(api.TrainMethod):
+        manifest = api.Manifest(name="my-fedavg", tracks=("train",))
+        default_hparams = {"lr": 0.5}
+
+        def cloud_setup(self, rng):
+            return self.view.models["edge"].init(rng)
+
+        def edge_setup(self, rng):
+            return self.view.models["edge"].init(rng)
+
+        def cloud_downlink(self, cloud, tier, ids):
+            return cloud
+
+        def client_init(self, edge_state, down, rng):
+            return down
+
+        def client_step(self, p, batch, rng):
+            def loss(q):
+                lp = jax.nn.log_softmax(self.view.models["edge"].apply(q, batch["x"]))
+                nll = -jnp.take_along_axis(lp, batch["y"][:, None], -1)[:, 0]
+                return jnp.sum(nll * batch["mask"]) / jnp.maximum(batch["mask"].sum(), 1)
+            value, g = jax.value_and_grad(loss)(p)
+            return jax.tree_util.tree_map(lambda a, b: a - self.hp["lr"] * b, p, g), value
+
+        def client_final(self, p, edge_state, rng):
+            return p, p
+
+        def cloud_update(self, cloud, rnd, rng):
+            w = rnd.examples / rnd.examples.sum()
+            return jax.tree_util.tree_map(lambda u: jnp.tensordot(w, u, 1), rnd.messages)
+
+        def predict_edge(self, p, x):
+            return self.view.models["edge"].apply(p, x)
+
+    final = lsbench.run(task=TINY_TASK, method=MyFedAvg, seed=0, hparams={"lr": 0.3})
+    assert final["status"] == "completed" and final["method"] == "my-fedavg"
+    assert final["hparams"]["lr"] == 0.3 and final["units"] == 6
+    assert 0.0 <= final["metrics"]["edge_accuracy"] <= 1.0
+    d, k, clients, rounds = 5, 3, 4, 6
+    assert final["costs"]["bytes_down"] == rounds * clients * 4 * (d * k + k)
+    # the same class again (a second workdir, a fresh temporary one): the same result
+    again = lsbench.run(task=TINY_TASK, method=MyFedAvg, seed=0, hparams={"lr": 0.3})
+    assert again["metrics"] == final["metrics"] and again["costs"] == final["costs"]

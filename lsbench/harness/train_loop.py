@@ -1,32 +1,63 @@
-"""The training-track loop: rounds of metered cloud<->edge collaboration.
+"""The training-track loop: rounds of metered cloud<->edge collaboration over
+sealed sides (``lsbench.harness.sealed``).
+
+Setup (metered): ``cloud_setup(rng)`` once on the cloud; ``edge_setup(rng)``
+once per client, vmapped over each tier's clients on that tier's edge object.
+Their FLOPs are billed as ``setup_cloud_flops`` / ``setup_edge_flops`` (matmul;
+``*_all``: all ops), the edge's summed over every client. A method that sets
+``edge_uses_public`` gets the public split on its edge views (the task puts it
+on the cloud view only), billed as ``setup_bytes_down``: its bytes once per
+client.
 
 Per round, clients are sampled per capacity tier (stratified: each tier gets
 ``round(clients_per_round * n_tier / C)`` clients, at least one, so shapes are
 fixed and each tier's round compiles once). For each tier one jitted call runs
-``cloud_downlink`` -> channel -> vmap over clients of (``client_init``; a
-``lax.scan`` of ``client_step`` over the padded local steps, masked past each
-client's real step count; ``client_final``) -> channel. Then ``cloud_update``
-gets all tiers' delivered uplinks. Edge state for every client lives here.
+the cloud's ``cloud_downlink`` -> channel -> vmap over clients of the tier's
+edge ``client_init``; a ``lax.scan`` of ``client_step`` over the padded local
+steps, masked past each client's real step count; ``client_final`` -> channel.
+Each client also reports its example count (float32) and its local step count
+(int32): 8 bytes more up per client, billed when ``cloud_update`` reads them
+(``Round.examples`` / ``Round.local_steps``; a cloud that never looks at them,
+e.g. the ``local`` reference, is sent none). Then ``cloud_update`` gets one
+:class:`api.Round`: the delivered uplinks, concatenated over tiers when every
+tier's uplink has the same structure and per-client shapes (else a dict
+``{tier: stacked}`` in tier order), and the reports. Edge state for every
+client lives here.
 
 Local batches: each round a client draws one permutation of its examples;
 position p of the round's stream is example ``perm[p mod n]``, so epochs beyond
 the first repeat that round's order. Rows past ``ceil(local_epochs * n)`` are
-masked. Client keys derive from (seed, round, client id), so the ``loop`` and
-``vmap`` backends compute the same thing.
+masked. Client keys derive from (seed, round, tier, client id), so the
+``loop`` and ``vmap`` backends compute the same thing. Edge FLOPs are billed
+per real example: ``client_step`` FLOPs x real rows / batch size, plus
+``client_init`` and ``client_final`` once per client.
+
+Evaluation (``predict_edge`` on each tier's edge object, ``predict_global_edge``
+and ``predict_cloud`` on the cloud's) goes through the sealed sides too, and
+is not billed.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
 
+from lsbench import api
+from lsbench.errors import PluginError
 from lsbench.metering.channel import Channel
 from lsbench.task import TrainInstance
 
 COST_KEYS = ("bytes_up", "bytes_down", "messages", "edge_flops", "cloud_flops",
              "edge_flops_all", "cloud_flops_all")
+SETUP_KEYS = ("setup_bytes_up", "setup_bytes_down", "setup_edge_flops", "setup_cloud_flops",
+              "setup_edge_flops_all", "setup_cloud_flops_all")
+# What each client reports with its uplink (billed: 4 + 4 bytes).
+REPORT = {"examples": jnp.float32, "local_steps": jnp.int32}
 
 
 def _sds(x):
@@ -36,6 +67,10 @@ def _sds(x):
 def _row_abs(tree):
     """Abstract value of one row of a stacked pytree."""
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), tree)
+
+
+def _stack_abs(tree, k):
+    return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((k,) + tuple(a.shape), a.dtype), tree)
 
 
 def _tree_where(c, a, b):
@@ -50,6 +85,31 @@ def _finite(tree):
     return ok
 
 
+def _nbytes(tree) -> int:
+    return sum(math.prod(np.shape(a)) * jnp.dtype(a.dtype).itemsize for a in jax.tree_util.tree_leaves(tree))
+
+
+def _client_sig(stacked):
+    """Structure and per-client leaf shapes/dtypes of a stacked pytree."""
+    leaves, tdef = jax.tree_util.tree_flatten(stacked)
+    return tdef, tuple((tuple(a.shape[1:]), jnp.dtype(a.dtype)) for a in leaves)
+
+
+def merge_tiers(uplinks: dict):
+    """``Round.messages`` from ``{tier: stacked}`` (tier order): concatenated along
+    the client axis when all tiers' uplinks share structure and per-client shapes,
+    else the dict itself. Works on arrays and on abstract values."""
+    vals = list(uplinks.values())
+    if not vals:
+        return {}
+    if any(_client_sig(v) != _client_sig(vals[0]) for v in vals[1:]):
+        return dict(uplinks)
+    if len(vals) == 1:
+        return vals[0]
+    return jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *vals)
+
+
+# ----------------------------------------------------------------- instance views
 def pooled_view(inst: TrainInstance) -> TrainInstance:
     """One client holding all training data (the centralized reference)."""
     def cat(x, n):
@@ -57,22 +117,55 @@ def pooled_view(inst: TrainInstance) -> TrainInstance:
     tx, ty = cat(inst.train_x, inst.train_n), cat(inst.train_y, inst.train_n)
     vx, vy = cat(inst.test_x, inst.test_n), cat(inst.test_y, inst.test_n)
     n = int(inst.train_n.sum())
-    return TrainInstance(
-        ctx=inst.ctx, train_x=tx, train_y=ty, train_n=np.array([n]), test_x=vx, test_y=vy,
-        test_n=np.array([vx.shape[1]]), global_test_x=inst.global_test_x,
-        global_test_y=inst.global_test_y, client_tier=np.zeros(1, np.int32), tiers=inst.tiers[:1],
-        rounds=inst.rounds, clients_per_round=1, local_epochs=inst.local_epochs,
-        batch_size=inst.batch_size, max_local_steps=math.ceil(inst.local_epochs * n / inst.batch_size),
-        eval_every=inst.eval_every, straggler_fraction=0.0, hashes=inst.hashes)
+    tier = inst.tiers[0]
+    steps = math.ceil(inst.local_epochs * n / inst.batch_size)
+
+    def view(v):
+        return dataclasses.replace(v, tiers=(tier,), tier_width={tier: v.tier_width.get(tier, 1.0)},
+                                   num_clients=1, clients_per_round=1, max_local_steps=steps,
+                                   stragglers=0.0, max_client_n=n)
+    return dataclasses.replace(
+        inst, edge_views={tier: view(inst.edge_views[tier])}, cloud_view=view(inst.cloud_view),
+        train_x=tx, train_y=ty, train_n=np.array([n]), test_x=vx, test_y=vy,
+        test_n=np.array([vx.shape[1]]), client_tier=np.zeros(1, np.int32), tiers=(tier,),
+        clients_per_round=1, max_local_steps=steps, straggler_fraction=0.0)
 
 
+def edge_public_view(inst: TrainInstance) -> TrainInstance:
+    """The edge views with the cloud's public split (``edge_uses_public``)."""
+    pub = inst.cloud_view.public
+    return dataclasses.replace(inst, edge_views={t: dataclasses.replace(v, public=pub)
+                                                 for t, v in inst.edge_views.items()})
+
+
+def _reseal(inst, sides):
+    """The method rebuilt per side from changed views (pooled data, public on the
+    edge), on the same sealer (nothing is sealed yet), guarded by the new views."""
+    from lsbench.harness import sealed
+    cls, hp = type(sides.cloud.obj), sides.cloud.hp
+    sides.sealer.guard = sealed.guard_for("train", inst)
+    return sealed.build_sides(cls, "train", inst, hp, sides.sealer)
+
+
+# ----------------------------------------------------------------- the loop
 class TrainLoop:
     unit = "round"
 
-    def __init__(self, inst: TrainInstance, method, seed: int, meter, backend: str = "vmap"):
-        if method.pooled:
-            inst = pooled_view(inst)
-        self.inst, self.m, self.seed, self.meter, self.backend = inst, method, seed, meter, backend
+    def __init__(self, inst: TrainInstance, sides, seed: int, backend: str = "vmap",
+                 scramble: bool = False):
+        cloud = sides.cloud
+        rebuilt = False
+        if cloud.pooled:
+            inst, rebuilt = pooled_view(inst), True
+        self.public_bytes = 0
+        if cloud.edge_uses_public and inst.cloud_view.public is not None:
+            inst, rebuilt = edge_public_view(inst), True
+            self.public_bytes = int(np.asarray(inst.cloud_view.public).nbytes)
+        if rebuilt:
+            sides = _reseal(inst, sides)
+        self.inst, self.sides, self.seed, self.backend = inst, sides, seed, backend
+        self.cloud = sides.cloud
+        self.name = self.cloud.manifest.name
         self.root = jax.random.PRNGKey(seed)
         self.num_units = inst.rounds
         self.C = len(inst.train_n)
@@ -91,45 +184,58 @@ class TrainLoop:
         self.pos = np.zeros(self.C, np.int32)
         for t in self.tiers:
             self.pos[self.members[t]] = np.arange(len(self.members[t]))
-        hp = method.hp
-        self.up = Channel(hp.get("codec_up", method.codec_up))
-        self.down = Channel(hp.get("codec_down", method.codec_down))
+        hp = cloud.hp
+        self.up = Channel(hp.get("codec_up", cloud.codec_up), scramble=scramble)
+        self.down = Channel(hp.get("codec_down", cloud.codec_down), scramble=scramble)
+        self.report = Channel("raw", scramble=scramble)
+        self.per_client = bool(cloud.per_client_downlink)
         self.x = jnp.asarray(inst.train_x)
         self.y = jnp.asarray(inst.train_y)
         self._jit = {}
 
+    def edge(self, t):
+        """The sealed edge side of tier index ``t``."""
+        return self.sides.edge_of(self.inst.tiers[t])
+
+    def _key_abs(self):
+        return _sds(self.root)
+
     # ---- state -------------------------------------------------------------
+    def _edge_keys(self, t):
+        key = jax.random.fold_in(jax.random.fold_in(self.root, 0), 1)
+        return jax.vmap(lambda c: jax.random.fold_in(key, c))(jnp.asarray(self.members[t]))
+
     def init_state(self):
-        m, key = self.m, jax.random.fold_in(self.root, 0)
-        cloud = m.init(jax.random.fold_in(key, 0))
+        ck = jax.random.fold_in(jax.random.fold_in(self.root, 0), 0)
+        if "setup" not in self._jit:
+            self._jit["setup"] = jax.jit(lambda k: self.cloud("cloud_setup", k))
+        cloud = self._jit["setup"](ck)
+        costs = {k: np.zeros((), np.int64) for k in COST_KEYS + SETUP_KEYS}
+        fc = self.cloud.flops("cloud_setup", ck)
+        costs["setup_cloud_flops"] += fc.matmul
+        costs["setup_cloud_flops_all"] += fc.total
         edge = []
         for t in range(len(self.inst.tiers)):
             ids = self.members[t]
             if not len(ids):
                 edge.append({})
                 continue
-            keys = jax.vmap(lambda c: jax.random.fold_in(jax.random.fold_in(key, 1), c))(jnp.asarray(ids))
-            name = self.inst.tiers[t]
-            edge.append(jax.jit(jax.vmap(lambda k: m.init_edge(name, k)))(keys))
-        costs = {k: np.zeros((), np.int64) for k in COST_KEYS}
+            keys = self._edge_keys(t)
+            side = self.edge(t)
+            if ("edge_setup", t) not in self._jit:
+                self._jit[("edge_setup", t)] = jax.jit(jax.vmap(lambda k: side("edge_setup", k)))
+            edge.append(self._jit[("edge_setup", t)](keys))
+            fe = side.flops("edge_setup", self._key_abs())
+            costs["setup_edge_flops"] += fe.matmul * len(ids)
+            costs["setup_edge_flops_all"] += fe.total * len(ids)
+        costs["setup_bytes_down"] += self.public_bytes * self.C
         return {"cloud": cloud, "edge": edge, "costs": costs}
 
-    def setup_costs(self):
-        ctx = self.ctx
-        pub = 0
-        if self.m.edge_uses_public and ctx.public is not None:
-            pub = int(np.asarray(ctx.public).nbytes) * self.C
-        return {"setup_bytes_down": pub, "setup_bytes_up": 0}
-
-    @property
-    def ctx(self):
-        return self.inst.ctx
-
     # ---- one client -----------------------------------------------------------
-    def _client(self, edge_state, down, x, y, n, steps, rows, key):
-        m, B, S = self.m, self.B, self.S
+    def _client(self, side, edge_state, down, x, y, n, steps, rows, key):
+        B, S = self.B, self.S
         k_init, k_perm, k_step, k_final = jax.random.split(key, 4)
-        cs = m.client_init(edge_state, down, k_init)
+        cs = side("client_init", edge_state, down, k_init)
         nmax = x.shape[0]
         u = jax.random.uniform(k_perm, (nmax,))
         perm = jnp.argsort(jnp.where(jnp.arange(nmax) < n, u, 2.0))
@@ -139,24 +245,27 @@ class TrainLoop:
             p = s * B + jnp.arange(B)
             idx = perm[p % n_safe]
             batch = {"x": x[idx], "y": y[idx], "mask": p < rows}
-            new, loss = m.client_step(cs, batch, jax.random.fold_in(k_step, s))
+            new, loss = side("client_step", cs, batch, jax.random.fold_in(k_step, s))
             live = s < steps
             return _tree_where(live, new, cs), jnp.where(live, loss, 0.0)
 
         cs, losses = jax.lax.scan(body, cs, jnp.arange(S))
-        edge_state, up = m.client_final(cs, edge_state, k_final)
+        edge_state, up = side("client_final", cs, edge_state, k_final)
         up, up_bytes = self.up.transmit(up, True)
         ok = _finite(losses) & _finite(up)
         return edge_state, up, up_bytes, losses.sum() / jnp.maximum(steps, 1), ok
 
+    def _report(self, n, steps):
+        return {"examples": jnp.asarray(n, jnp.float32), "local_steps": jnp.asarray(steps, jnp.int32)}
+
     def _tier_fn(self, t):
         if t in self._jit:
             return self._jit[t]
-        m, name = self.m, self.inst.tiers[t]
+        side, name, cloud_side = self.edge(t), self.inst.tiers[t], self.cloud
 
         def run(cloud, edge_tier, x, y, ids, pos, n, steps, rows, keys):
-            down = m.cloud_downlink(cloud, name, ids)
-            if m.per_client_downlink:
+            down = cloud_side("cloud_downlink", cloud, name, ids)
+            if self.per_client:
                 down, dbytes = jax.vmap(self.down.transmit)(down)
                 d_axis = 0
             else:
@@ -166,27 +275,32 @@ class TrainLoop:
             xs, ys = x[ids], y[ids]
             if self.backend == "shard":
                 xs = _shard_clients(xs)
-            es2, up, ubytes, loss, ok = jax.vmap(self._client, in_axes=(0, d_axis, 0, 0, 0, 0, 0, 0))(
+            es2, up, ubytes, loss, ok = jax.vmap(
+                functools.partial(self._client, side), in_axes=(0, d_axis, 0, 0, 0, 0, 0, 0))(
                 es, down, xs, ys, n, steps, rows, keys)
+            rep, rbytes = jax.vmap(self.report.transmit)(self._report(n, steps))
             edge_tier = jax.tree_util.tree_map(lambda a, b: a.at[pos].set(b), edge_tier, es2)
-            return edge_tier, up, dbytes, ubytes, loss, ok
+            return edge_tier, up, rep, dbytes, ubytes + rbytes * self.report_read, loss, ok
 
         self._jit[t] = jax.jit(run)
         return self._jit[t]
 
     def _tier_loop(self, t, cloud, edge_tier, ids, pos, n, steps, rows, keys):
-        """The FedJAX-style debug backend: Python loops, one jitted call per step."""
-        m, name = self.m, self.inst.tiers[t]
-        if "loop" not in self._jit:
-            self._jit["loop"] = (
-                jax.jit(m.client_init), jax.jit(m.client_step), jax.jit(m.client_final),
-                jax.jit(lambda c, i: m.cloud_downlink(c, name, i)),
-                jax.jit(self.up.transmit), jax.jit(self.down.transmit))
-        c_init, c_step, c_final, c_down, t_up, t_down = self._jit["loop"]
+        """The FedJAX-style debug backend: Python loops, one jitted call per step.
+        Its compiled functions are kept per tier (tiers differ in shapes)."""
+        side, name, cloud_side = self.edge(t), self.inst.tiers[t], self.cloud
+        if ("loop", t) not in self._jit:
+            self._jit[("loop", t)] = (
+                jax.jit(lambda es, d, k: side("client_init", es, d, k)),
+                jax.jit(lambda cs, b, k: side("client_step", cs, b, k)),
+                jax.jit(lambda cs, es, k: side("client_final", cs, es, k)),
+                jax.jit(lambda c, i: cloud_side("cloud_downlink", c, name, i)),
+                jax.jit(self.up.transmit), jax.jit(self.down.transmit), jax.jit(self.report.transmit))
+        c_init, c_step, c_final, c_down, t_up, t_down, t_rep = self._jit[("loop", t)]
         down_all = c_down(cloud, jnp.asarray(ids))
         outs = []
         for j, c in enumerate(ids):
-            down = jax.tree_util.tree_map(lambda a: a[j], down_all) if m.per_client_downlink else down_all
+            down = jax.tree_util.tree_map(lambda a: a[j], down_all) if self.per_client else down_all
             down, db = t_down(down, True)
             es = jax.tree_util.tree_map(lambda a: a[pos[j]], edge_tier)
             k_init, k_perm, k_step, k_final = jax.random.split(keys[j], 4)
@@ -203,13 +317,15 @@ class TrainLoop:
                 losses.append(loss)
             es, up = c_final(cs, es, k_final)
             up, ub = t_up(up, True)
+            rep, rb = t_rep(self._report(n[j], steps[j]), True)
+            rb = rb * self.report_read
             ok = bool(_finite(jnp.stack(losses))) and bool(_finite(up))
-            outs.append((es, up, db, ub, sum(losses) / max(len(losses), 1), ok))
-        stack = lambda i: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[o[i] for o in outs])
-        es2 = stack(0)
-        edge_tier = jax.tree_util.tree_map(lambda a, b: a.at[pos].set(b), edge_tier, es2)
-        return (edge_tier, stack(1), jnp.stack([o[2] for o in outs]), jnp.stack([o[3] for o in outs]),
-                jnp.stack([jnp.asarray(o[4]) for o in outs]), jnp.asarray([o[5] for o in outs]))
+            outs.append((es, up, rep, db, ub + rb, sum(losses) / max(len(losses), 1), ok))
+        stack = lambda i: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[o[i] for o in outs])  # noqa: E731
+        edge_tier = jax.tree_util.tree_map(lambda a, b: a.at[pos].set(b), edge_tier, stack(0))
+        return (edge_tier, stack(1), stack(2), jnp.stack([o[3] for o in outs]),
+                jnp.stack([o[4] for o in outs]), jnp.stack([jnp.asarray(o[5]) for o in outs]),
+                jnp.asarray([o[6] for o in outs]))
 
     # ---- a round ------------------------------------------------------------
     def sample(self, r):
@@ -225,119 +341,171 @@ class TrainLoop:
         return picks, steps
 
     def run_unit(self, state, r):
-        m = self.m
         picks, steps = self.sample(r)
         rows = np.minimum(self.rows, steps * self.B)
         rkey = jax.random.fold_in(self.root, r + 1)
         cloud, edge = state["cloud"], list(state["edge"])
-        uplinks, weights, idmap, losses, ok_all = {}, {}, {}, [], True
+        uplinks, reps, idl, tierl, losses, ok_all = {}, [], [], [], [], True
         costs = {k: 0 for k in COST_KEYS}
         for t in self.tiers:
             ids = picks[t]
             pos, n = self.pos[ids], np.asarray(self.inst.train_n)[ids]
             tkey = jax.random.fold_in(rkey, t)
             keys = jax.vmap(lambda c: jax.random.fold_in(tkey, c))(jnp.asarray(ids))
-            args = (cloud, edge[t], jnp.asarray(ids), jnp.asarray(pos), jnp.asarray(n),
-                    jnp.asarray(steps[ids]), jnp.asarray(rows[ids]), keys)
             if self.backend == "loop":
                 out = self._tier_loop(t, cloud, edge[t], ids, pos, n, steps[ids], rows[ids], keys)
             else:
-                out = self._tier_fn(t)(args[0], args[1], self.x, self.y, *args[2:])
-            edge[t], up, dbytes, ubytes, loss, ok = out
+                out = self._tier_fn(t)(cloud, edge[t], self.x, self.y, jnp.asarray(ids), jnp.asarray(pos),
+                                       jnp.asarray(n), jnp.asarray(steps[ids]), jnp.asarray(rows[ids]), keys)
+            edge[t], up, rep, dbytes, ubytes, loss, ok = out
             name = self.inst.tiers[t]
-            uplinks[name], weights[name], idmap[name] = up, jnp.asarray(n, jnp.float32), jnp.asarray(ids)
+            uplinks[name] = up
+            reps.append(rep)
+            idl.append(np.asarray(ids, np.int32))
+            tierl.append(np.full(len(ids), t, np.int32))
             losses.append(np.asarray(loss))
             ok_all = ok_all and bool(np.all(np.asarray(ok)))
             costs["bytes_down"] += int(np.asarray(dbytes, np.int64).sum())
             costs["bytes_up"] += int(np.asarray(ubytes, np.int64).sum())
             costs["messages"] += 2 * len(ids)
-            fl = self._edge_flops(t, cloud, edge[t], ids)
-            costs["edge_flops"] += sum(fl["init"].matmul + fl["final"].matmul + fl["step"].matmul * int(rw) // self.B
-                                       for rw in rows[ids])
-            costs["edge_flops_all"] += sum(fl["init"].total + fl["final"].total + fl["step"].total * int(rw) // self.B
-                                           for rw in rows[ids])
-            cd = self.meter.count(f"cloud_downlink/{name}", lambda c, i: m.cloud_downlink(c, name, i),
-                                  cloud, jnp.asarray(ids))
+            fl = self._edge_flops(t, cloud, edge[t])
+            for rw in rows[ids]:
+                costs["edge_flops"] += fl["init"].matmul + fl["final"].matmul + fl["step"].matmul * int(rw) // self.B
+                costs["edge_flops_all"] += fl["init"].total + fl["final"].total + fl["step"].total * int(rw) // self.B
+            cd = self.cloud.flops("cloud_downlink", cloud, name, jnp.asarray(ids))
             costs["cloud_flops"] += cd.matmul
             costs["cloud_flops_all"] += cd.total
+        rnd = self._round(uplinks, reps, idl, tierl)
         ukey = jax.random.fold_in(rkey, 10_000)
-        cu = self.meter.count("cloud_update", m.cloud_update, cloud, uplinks, weights, idmap, ukey)
+        cu = self.cloud.flops("cloud_update", cloud, rnd, ukey)
         costs["cloud_flops"] += cu.matmul
         costs["cloud_flops_all"] += cu.total
         if "update" not in self._jit:
-            self._jit["update"] = jax.jit(m.cloud_update)
-        cloud = self._jit["update"](cloud, uplinks, weights, idmap, ukey)
+            self._jit["update"] = jax.jit(lambda c, rd, k: self.cloud("cloud_update", c, rd, k))
+        cloud = self._jit["update"](cloud, rnd, ukey)
         ok_all = ok_all and bool(_finite(cloud))
-        new_costs = {k: state["costs"][k] + np.int64(costs[k]) for k in COST_KEYS}
+        new_costs = dict(state["costs"])
+        for k in COST_KEYS:
+            new_costs[k] = state["costs"][k] + np.int64(costs[k])
         row = {"train_loss": float(np.concatenate(losses).mean())}
         return {"cloud": cloud, "edge": edge, "costs": new_costs}, row, ok_all
 
-    def _edge_flops(self, t, cloud, edge_tier, ids):
-        m, name = self.m, self.inst.tiers[t]
-        key = ("edge_abs", t)
+    def _round(self, uplinks, reps, ids, tiers) -> api.Round:
+        cat = lambda *a: jnp.concatenate(a)  # noqa: E731
+        rep = jax.tree_util.tree_map(cat, *reps) if len(reps) > 1 else reps[0]
+        return api.Round(messages=merge_tiers(uplinks), examples=rep["examples"],
+                         client_ids=jnp.asarray(np.concatenate(ids), jnp.int32),
+                         tier=jnp.asarray(np.concatenate(tiers), jnp.int32), local_steps=rep["local_steps"])
+
+    @functools.cached_property
+    def report_read(self) -> int:
+        """1 if ``cloud_update`` reads ``Round.examples`` or ``Round.local_steps``,
+        else 0. The report is billed (8 bytes per client) only where it is read:
+        a method whose cloud never looks at the counts sends none."""
+        k = self._key_abs()
+        cloud = self.cloud.shape("cloud_setup", k)
+        rnd = self._abstract_round(self._abstract_uplinks(cloud))
+        prog = self.cloud.program("cloud_update", cloud, rnd, k)
+        flags = []
+        for i, part in enumerate((cloud, rnd.messages, rnd.examples, rnd.client_ids, rnd.tier,
+                                  rnd.local_steps, k)):
+            flags += [i in (2, 5)] * len(jax.tree_util.tree_leaves(part))
+        used = _used_inputs(prog.closed.jaxpr)
+        return int(any(u and f for u, f in zip(used, flags)))
+
+    def _abstract_uplinks(self, cloud) -> dict:
+        """{tier: abstract stacked uplink} of a round."""
+        ups, k = {}, self._key_abs()
+        for t in self.tiers:
+            side = self.edge(t)
+            es_row = side.shape("edge_setup", k)
+            es, _, cs, _ = self._edge_abs(t, cloud, _stack_abs(es_row, self.k[t]))
+            _, up = side.shape("client_final", cs, es, k)
+            ups[self.inst.tiers[t]] = _stack_abs(up, self.k[t])
+        return ups
+
+    def _abstract_round(self, ups: dict) -> api.Round:
+        K = sum(self.k[t] for t in self.tiers)
+        msgs = jax.eval_shape(lambda u: merge_tiers(u), ups)
+        i32 = jax.ShapeDtypeStruct((K,), jnp.int32)
+        return api.Round(msgs, jax.ShapeDtypeStruct((K,), jnp.float32), i32, i32, i32)
+
+    def _edge_abs(self, t, cloud, edge_tier):
+        """Abstract (edge state row, downlink row, carry, batch) of tier ``t``."""
+        side, name = self.edge(t), self.inst.tiers[t]
+        es = _row_abs(edge_tier)
+        ids = jax.ShapeDtypeStruct((self.k[t],), jnp.int32)
+        down = self.cloud.shape("cloud_downlink", cloud, name, ids)
+        if self.per_client:
+            down = _row_abs(down)
+        k = self._key_abs()
+        cs = side.shape("client_init", es, down, k)
+        xs = self.inst.train_x.shape[2:]
+        batch = {"x": jax.ShapeDtypeStruct((self.B,) + xs, self.x.dtype),
+                 "y": jax.ShapeDtypeStruct((self.B,), self.y.dtype),
+                 "mask": jax.ShapeDtypeStruct((self.B,), jnp.bool_)}
+        return es, down, cs, batch
+
+    def _edge_flops(self, t, cloud, edge_tier):
+        key = ("edge_flops", t)
         if key not in self._jit:
-            es = _row_abs(edge_tier)
-            down = jax.eval_shape(lambda c, i: m.cloud_downlink(c, name, i), cloud, jnp.asarray(ids))
-            if m.per_client_downlink:
-                down = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), down)
-            k = _sds(self.root)
-            cs = jax.eval_shape(m.client_init, es, down, k)
-            xs = self.inst.train_x.shape[2:]
-            batch = {"x": jax.ShapeDtypeStruct((self.B,) + xs, self.x.dtype),
-                     "y": jax.ShapeDtypeStruct((self.B,), self.y.dtype),
-                     "mask": jax.ShapeDtypeStruct((self.B,), jnp.bool_)}
-            self._jit[key] = {
-                "init": self.meter.count(f"client_init/{name}", m.client_init, es, down, k),
-                "step": self.meter.count(f"client_step/{name}", m.client_step, cs, batch, k),
-                "final": self.meter.count(f"client_final/{name}", m.client_final, cs, es, k)}
+            side, k = self.edge(t), self._key_abs()
+            es, down, cs, batch = self._edge_abs(t, cloud, edge_tier)
+            self._jit[key] = {"init": side.flops("client_init", es, down, k),
+                              "step": side.flops("client_step", cs, batch, k),
+                              "final": side.flops("client_final", cs, es, k)}
         return self._jit[key]
+
+    # ---- budgets ------------------------------------------------------------
+    def edge_footprint(self, state) -> dict:
+        """What one edge holds and spends, the largest over tiers: ``param_bytes``
+        (bytes of the edge state that ``predict_edge`` reads: the edge model's
+        parameters), ``state_bytes`` (bytes of one client's persistent edge
+        state) and ``flops_per_example`` (``client_step`` matmul FLOPs per local
+        training example, rounded up)."""
+        out = {"param_bytes": 0, "state_bytes": 0, "flops_per_example": 0}
+        gx = self.inst.global_test_x
+        x_abs = jax.ShapeDtypeStruct((1,) + tuple(np.shape(gx)[1:]), jnp.asarray(gx[:1]).dtype)
+        for t in self.tiers:
+            es = _row_abs(state["edge"][t])
+            out["state_bytes"] = max(out["state_bytes"], _nbytes(es))
+            prog = self.edge(t).program("predict_edge", es, x_abs)
+            n_es = len(jax.tree_util.tree_leaves(es))
+            used = _used_inputs(prog.closed.jaxpr)[:n_es]
+            pb = sum(_nbytes(a) for a, u in zip(jax.tree_util.tree_leaves(es), used) if u)
+            out["param_bytes"] = max(out["param_bytes"], pb)
+            step = self._edge_flops(t, state["cloud"], state["edge"][t])["step"]
+            out["flops_per_example"] = max(out["flops_per_example"], -(-step.matmul // self.B))
+        return out
 
     # ---- validation and summary ----------------------------------------------
     def preflight(self):
+        """Seals every function on abstract inputs and checks the protocol's shapes."""
         from lsbench.harness.preflight import same_structure
-        m, name = self.m, self.m.manifest.name
-        state = jax.eval_shape(self.init_state)
+        name, k = self.name, self._key_abs()
+        cloud = self.cloud.shape("cloud_setup", k)
+        ups = {}
         for t in self.tiers:
-            ids = self.members[t][: self.k[t]]
-            es = _row_abs(state["edge"][t])
-            tier = self.inst.tiers[t]
-            down = jax.eval_shape(lambda c, i: m.cloud_downlink(c, tier, i), state["cloud"], jnp.asarray(ids))
-            if m.per_client_downlink:
+            side, tier = self.edge(t), self.inst.tiers[t]
+            es_row = side.shape("edge_setup", k)
+            ids = jax.ShapeDtypeStruct((self.k[t],), jnp.int32)
+            down = self.cloud.shape("cloud_downlink", cloud, tier, ids)
+            if self.per_client:
                 lead = {a.shape[:1] for a in jax.tree_util.tree_leaves(down)}
-                if lead and lead != {(len(ids),)}:
-                    from lsbench.registry import PluginError
+                if lead and lead != {(self.k[t],)}:
                     raise PluginError(f"method {name}: per-client cloud_downlink leaves must lead with "
-                                      f"{len(ids)} clients, got {sorted(lead)}")
-                down = _row_abs(down)
-            k = _sds(self.root)
-            cs = jax.eval_shape(m.client_init, es, down, k)
-            batch = {"x": jax.ShapeDtypeStruct((self.B,) + self.inst.train_x.shape[2:], self.x.dtype),
-                     "y": jax.ShapeDtypeStruct((self.B,), self.y.dtype),
-                     "mask": jax.ShapeDtypeStruct((self.B,), jnp.bool_)}
-            cs2, loss = jax.eval_shape(m.client_step, cs, batch, k)
+                                      f"{self.k[t]} clients, got {sorted(lead)}")
+            es, down_row, cs, batch = self._edge_abs(t, cloud, _stack_abs(es_row, self.k[t]))
+            cs2, loss = side.shape("client_step", cs, batch, k)
             same_structure(name, "client_step", cs2, cs)
             _scalar(loss, "client_step", name)
-            es2, _ = jax.eval_shape(m.client_final, cs, es, k)
+            es2, up = side.shape("client_final", cs, es, k)
             same_structure(name, "client_final", es2, es)
-        jax.eval_shape(lambda s: self.run_unit_abstract(s), state)
-
-    def run_unit_abstract(self, state):
-        """cloud_update on abstract uplinks, to check it traces and keeps its structure."""
-        from lsbench.harness.preflight import same_structure
-        m = self.m
-        ups, ws, ids = {}, {}, {}
-        for t in self.tiers:
-            tier, k = self.inst.tiers[t], self.k[t]
-            es = jax.tree_util.tree_map(lambda a: a[:k], state["edge"][t])
-            i = jnp.asarray(self.members[t][:k])
-            down = m.cloud_downlink(state["cloud"], tier, i)
-            cs = jax.vmap(m.client_init, in_axes=(0, 0 if m.per_client_downlink else None, None))(
-                es, down, self.root)
-            _, up = jax.vmap(m.client_final, in_axes=(0, 0, None))(cs, es, self.root)
-            ups[tier], ws[tier], ids[tier] = up, jnp.ones((k,), jnp.float32), i
-        new = m.cloud_update(state["cloud"], ups, ws, ids, self.root)
-        same_structure(m.manifest.name, "cloud_update", new, state["cloud"])
-        return new
+            side.shape("predict_edge", es, jax.ShapeDtypeStruct((2,) + self.inst.train_x.shape[2:],
+                                                               self.x.dtype))
+            ups[tier] = _stack_abs(up, self.k[t])
+        new = self.cloud.shape("cloud_update", cloud, self._abstract_round(ups), k)
+        same_structure(name, "cloud_update", new, cloud)
 
     def finish(self, state, rows):
         from lsbench.metering import profiles
@@ -351,58 +519,98 @@ class TrainLoop:
         if rows:
             metrics["train_loss"] = rows[-1].get("train_loss")
         costs = {k: int(v) for k, v in state["costs"].items()}
-        costs.update(self.setup_costs())
         units = len(rows)
         derived = profiles.train_derived(costs, units, sum(self.k.values()))
         return {"metrics": metrics, "costs": costs, "derived": derived, "unit": "round", "units": units}
 
-    # ---- evaluation -----------------------------------------------------------
+    # ---- evaluation (not billed) ------------------------------------------------
+    def _eval_fns(self, t, cloud):
+        key = ("eval", t)
+        if key in self._jit:
+            return self._jit[key]
+        side = self.edge(t)
+        gx, gy = jnp.asarray(self.inst.global_test_x), jnp.asarray(self.inst.global_test_y)
+
+        def personal(edge_tier, tx, ty, tn):
+            def one(es, x, y, n):
+                return _acc(side("predict_edge", es, x), y, jnp.arange(x.shape[0]) < n)
+            return jax.vmap(one)(edge_tier, tx, ty, tn)
+
+        def on_global(edge_tier, gx, gy):
+            return jax.vmap(lambda es: _acc(side("predict_edge", es, gx), gy))(edge_tier)
+
+        self._jit[key] = (jax.jit(personal), jax.jit(on_global))
+        return self._jit[key]
+
+    def _cloud_eval(self, cloud):
+        if "eval_cloud" not in self._jit:
+            gx = jnp.asarray(self.inst.global_test_x)
+            fns = []
+            for fname in ("predict_global_edge", "predict_cloud"):
+                if self.cloud.shape(fname, cloud, gx) is None:
+                    fns.append(None)
+                    continue
+                fns.append(jax.jit(functools.partial(
+                    lambda f, c, x, y: _acc(self.cloud(f, c, x), y), fname)))
+            self._jit["eval_cloud"] = tuple(fns)
+        return self._jit["eval_cloud"]
+
     def evaluate(self, state):
-        m, inst = self.m, self.inst
+        inst = self.inst
         gx, gy = jnp.asarray(inst.global_test_x), jnp.asarray(inst.global_test_y)
-        out = {}
-        if "eval" not in self._jit:
-            def acc(logits, y, mask=None):
-                hit = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
-                return hit.mean() if mask is None else (hit * mask).sum()
-
-            def personal(edge_tier, tx, ty, tn):
-                def one(es, x, y, n):
-                    return acc(m.predict_edge(es, x), y, jnp.arange(x.shape[0]) < n)
-                return jax.vmap(one)(edge_tier, tx, ty, tn)
-
-            def on_global(edge_tier):
-                return jax.vmap(lambda es: acc(m.predict_edge(es, gx), gy))(edge_tier)
-
-            ge = jax.eval_shape(m.predict_global_edge, state["cloud"], gx)
-            gc = jax.eval_shape(m.predict_cloud, state["cloud"], gx)
-            self._jit["eval"] = (
-                jax.jit(personal), jax.jit(on_global),
-                jax.jit(lambda c: acc(m.predict_global_edge(c, gx), gy)) if ge is not None else None,
-                jax.jit(lambda c: acc(m.predict_cloud(c, gx), gy)) if gc is not None else None)
-        personal, on_global, g_edge, g_cloud = self._jit["eval"]
-        hits, total, client_acc = 0.0, 0, []
+        g_edge, g_cloud = self._cloud_eval(state["cloud"])
+        out, hits, total, client_acc = {}, 0.0, 0, []
         for t in self.tiers:
+            personal, on_global = self._eval_fns(t, state["cloud"])
             ids = self.members[t]
             tn = np.asarray(inst.test_n)[ids]
             hits += float(np.asarray(personal(state["edge"][t], jnp.asarray(inst.test_x[ids]),
                                               jnp.asarray(inst.test_y[ids]), jnp.asarray(tn))).sum())
             total += int(tn.sum())
             if g_edge is None:
-                client_acc.append(np.asarray(on_global(state["edge"][t])))
+                client_acc.append(np.asarray(on_global(state["edge"][t], gx, gy)))
         out["edge_personal_accuracy"] = hits / max(total, 1)
-        out["edge_accuracy"] = (float(g_edge(state["cloud"])) if g_edge is not None
+        out["edge_accuracy"] = (float(g_edge(state["cloud"], gx, gy)) if g_edge is not None
                                 else float(np.concatenate(client_acc).mean()))
         if g_cloud is not None:
-            out["cloud_accuracy"] = float(g_cloud(state["cloud"]))
+            out["cloud_accuracy"] = float(g_cloud(state["cloud"], gx, gy))
         return out
 
     def is_eval_unit(self, r):
         return (r + 1) % self.inst.eval_every == 0 or r + 1 == self.num_units
 
 
+def _acc(logits, y, mask=None):
+    hit = (jnp.argmax(logits, -1) == y).astype(jnp.float32)
+    return hit.mean() if mask is None else (hit * mask).sum()
+
+
+def _used_inputs(jaxpr) -> list:
+    """Which invars of a jaxpr its outputs depend on (calls are looked into)."""
+    live = {v for v in jaxpr.outvars if isinstance(v, jcore.Var)}
+    for eqn in reversed(jaxpr.eqns):
+        if not any(o in live for o in eqn.outvars) and not eqn.effects:
+            continue
+        inner = eqn.params.get("jaxpr") if eqn.primitive.name in ("pjit", "jit", "closed_call") else None
+        if inner is not None:
+            sub = inner.jaxpr if hasattr(inner, "jaxpr") else inner
+            sub_live = set(sub.outvars[i] for i, o in enumerate(eqn.outvars) if o in live)
+            used = _used_inputs(_with_outvars(sub, sub_live))
+            live.update(v for v, u in zip(eqn.invars, used) if u and isinstance(v, jcore.Var))
+        else:
+            live.update(v for v in eqn.invars if isinstance(v, jcore.Var))
+    return [v in live for v in jaxpr.invars]
+
+
+class _with_outvars:
+    """A view of a jaxpr with a subset of its outputs (for ``_used_inputs``)."""
+
+    def __init__(self, jaxpr, outs):
+        self.eqns, self.invars = jaxpr.eqns, jaxpr.invars
+        self.outvars = list(outs)
+
+
 def _scalar(x, what, name):
-    from lsbench.registry import PluginError
     if x.shape != () or not jnp.issubdtype(x.dtype, jnp.floating):
         raise PluginError(f"method {name}: {what} must return a float scalar loss, got {x.dtype}{list(x.shape)}")
 
@@ -415,5 +623,3 @@ def _shard_clients(x):
     mesh = jax.sharding.Mesh(np.array(devs), ("clients",))
     spec = jax.sharding.PartitionSpec("clients")
     return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
-
-

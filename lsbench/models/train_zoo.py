@@ -1,8 +1,9 @@
 """Training-track model zoo: small edge MLPs and larger cloud CNNs, as ModelDefs.
 
 Each model is a Flax body (features) plus a linear head, exposed as plain
-functions over a params pytree ``{'body': ..., 'head': ...}`` so methods can
-cut it (``features``/``head``) or slice widths (``info['width']``).
+functions over a params pytree ``{'body': ..., 'head': ...}``. Methods can cut
+it at its named stages (``stages = ("input", "features", "logits")``,
+``run(params, x, start, stop)``) or slice widths (``info['width']``).
 """
 from __future__ import annotations
 
@@ -55,6 +56,9 @@ class Head(nn.Module):
         return nn.Dense(self.classes)(f)
 
 
+STAGES = ("input", "features", "logits")
+
+
 def param_count(params) -> int:
     return sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(params))
 
@@ -80,9 +84,18 @@ def _modeldef(name, body: nn.Module, classes: int, input_shape, info) -> api.Mod
     def apply(p, x):
         return head_fn(p, features(p, x))
 
+    def run(p, x, start="input", stop="logits"):
+        """From stage ``start`` (``x`` is its activation) up to and including ``stop``."""
+        if STAGES.index(start) > STAGES.index(stop):
+            raise ValueError(f"stage {start} comes after {stop}")
+        f = features(p, x) if start == "input" else x
+        if stop == "features":
+            return f
+        return head_fn(p, f) if start != "logits" else x
+
     shapes = jax.eval_shape(init, jax.random.PRNGKey(0))
     info = dict(info, params=param_count(shapes), input_shape=tuple(input_shape), classes=classes)
-    return api.ModelDef(name, init, apply, features=features, head=head_fn, info=info)
+    return api.ModelDef(name, init, apply, stages=STAGES, run=run, info=info)
 
 
 def mlp(classes: int, input_shape, hidden=(100, 100), width: float = 1.0) -> api.ModelDef:
@@ -105,4 +118,5 @@ def cnn(classes: int, input_shape, channels=(32, 32, 32), kernels=(5, 3, 3), str
 def linear(classes: int, input_shape) -> api.ModelDef:
     """Multinomial logistic regression (an MLP with no hidden layer)."""
     m = mlp(classes, input_shape, hidden=())
-    return api.ModelDef("linear", m.init, m.apply, m.features, m.head, dict(m.info, family="linear"))
+    return api.ModelDef("linear", m.init, m.apply, stages=m.stages, run=m.run,
+                        info=dict(m.info, family="linear"))

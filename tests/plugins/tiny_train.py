@@ -1,22 +1,25 @@
 """A tiny training task for harness tests: 6 clients, linear softmax data.
 
 Loaded by file path (`--task=tests/plugins/tiny_train.py:TASK`), exactly as an
-outside researcher would load their own task.
+outside researcher would load their own task. It builds one view per side with
+``tasks._train_common.make_views`` (the same helper the built-in tasks use).
 """
 import numpy as np
 
 from lsbench import api
 from lsbench.task import TaskSpec, TrainInstance
+from tasks._train_common import make_views
 
 
 def _linear(d, k):
     def init(rng):
         import jax
-        return {"w": 0.01 * jax.random.normal(rng, (d, k)), "b": np.zeros((k,), np.float32)}
+        import jax.numpy as jnp
+        return {"w": 0.01 * jax.random.normal(rng, (d, k)), "b": jnp.zeros((k,), jnp.float32)}
 
     def apply(p, x):
         return x @ p["w"] + p["b"]
-    return api.ModelDef("linear", init, apply, info={"d": d, "k": k})
+    return api.ModelDef("linear", init, apply, info={"d": d, "k": k, "params": d * k + k})
 
 
 def build(spec, data_dir, seed):
@@ -34,24 +37,26 @@ def build(spec, data_dir, seed):
     tiers = tuple(cfg.get("tiers", ("full",)))
     models = {"edge": _linear(d, k), "cloud": _linear(d, k)}
     models.update({f"edge/{t}": _linear(d, k) for t in tiers})
-    ctx = api.TaskContext(task=spec.name, version=spec.version, track="train", num_classes=k,
-                          input_shape=(d,), models=models,
-                          public=gx[:50], extras={"tiers": tiers, "tier_width": {t: 1.0 for t in tiers}},
-                          budgets=dict(cfg))
+    edge_views, cloud_view = make_views(
+        spec, num_classes=k, input_shape=(d,), models=models, tiers={t: 1.0 for t in tiers},
+        num_clients=C, max_client_n=int(n.max()), public=gx[:50], dataset="tiny",
+        partition_kind="tiny", budgets=cfg.get("edge_budgets"))
     return TrainInstance(
-        ctx=ctx, train_x=x, train_y=y, train_n=n, test_x=x[:, :8], test_y=y[:, :8], test_n=nt,
-        global_test_x=gx, global_test_y=gy,
+        edge_views=edge_views, cloud_view=cloud_view, train_x=x, train_y=y, train_n=n,
+        test_x=x[:, :8], test_y=y[:, :8], test_n=nt, global_test_x=gx, global_test_y=gy,
         client_tier=(np.arange(C) % len(tiers)).astype(np.int32), tiers=tiers,
-        rounds=cfg["rounds"], clients_per_round=cfg["clients_per_round"], local_epochs=cfg["epochs"],
-        batch_size=cfg["batch"], max_local_steps=cfg["max_steps"], eval_every=cfg["eval_every"],
-        straggler_fraction=cfg.get("stragglers", 0.0), hashes={"data": "tiny-v1"})
+        rounds=cfg["rounds"], clients_per_round=cfg["clients_per_round"],
+        local_epochs=cfg["local_epochs"], batch_size=cfg["batch_size"],
+        max_local_steps=cfg["max_local_steps"], eval_every=cfg["eval_every"],
+        straggler_fraction=cfg.get("stragglers", 0.0), hashes={"data": "tiny-v1"},
+        edge_budgets=dict(cfg.get("edge_budgets", {})))
 
 
 TASK = TaskSpec(name="test/tiny-train", version="1", track="train",
                 description="tiny linear task for harness tests", primary_metric="edge_accuracy",
                 target=0.5, tier="small",
                 config=dict(clients=6, dim=5, classes=3, max_n=40, rounds=6, clients_per_round=4,
-                            epochs=1.0, batch=8, max_steps=10, eval_every=2),
+                            local_epochs=1.0, batch_size=8, max_local_steps=10, eval_every=2),
                 builder=build)
 
 # A long variant for kill-and-resume tests.
