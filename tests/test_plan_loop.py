@@ -3,8 +3,6 @@ setup is metered, resume equals an uninterrupted run, the cloud sees the world
 only when asked."""
 import os
 
-import pytest
-
 from lsbench.harness.runner import RunConfig, execute
 
 from conftest import PLUGINS

@@ -1,0 +1,56 @@
+"""Route 1 (planning): the edge rebuilds the task in-process and uses the cloud's
+planner, its distance table, or the hidden test worlds as constants. Refused with
+one line naming the asset; with sealing off the same plugin scores the cloud's
+success at 0 bytes and 0 cloud FLOPs, so the refusal is what stops it."""
+import os
+import sys
+
+import pytest
+
+import lsbench
+from lsbench.errors import SealError
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"))
+from plan_util import data_dir, plugin, unsealed_run  # noqa: E402
+
+TILE, MAZE = "plan/slidingtile-small", "plan/fogmaze-small"
+
+
+def _refused(task, cls):
+    with pytest.raises(SealError) as e:
+        lsbench.run(task=task, method=cls, data_dir=data_dir())
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("edge function ")
+    return msg
+
+
+def test_calling_the_rebuilt_planner_is_refused():
+    mod = plugin("plan_rebuild")
+    msg = _refused(TILE, mod.CallsPlanner)
+    assert "edge_act" in msg and "cloud view/planner" in msg and "may not see" in msg
+    # With sealing off: the cloud's success, nothing sent, no cloud FLOPs.
+    out = unsealed_run(mod.rebuilt(TILE), mod.CallsPlanner)
+    assert out["metrics"]["success"] == 1.0
+    assert out["costs"]["bytes_up"] == out["costs"]["bytes_down"] == out["costs"]["cloud_flops"] == 0
+
+
+def test_holding_the_distance_table_is_refused():
+    mod = plugin("plan_rebuild")
+    msg = _refused(TILE, mod.HoldsTable)
+    assert "cloud view/planner" in msg  # a cast copy has the same content
+    msg = _refused(TILE, mod.HoldsShiftedTable)
+    assert "362880-element constant that is no array of its view" in msg
+
+
+def test_reading_the_hidden_worlds_is_refused():
+    mod = plugin("plan_rebuild")
+    msg = _refused(MAZE, mod.ReadsWorlds)
+    assert "hidden task data/instances" in msg
+
+
+@pytest.mark.xfail(strict=True, reason="open route: constants are matched against hidden arrays as a "
+                   "whole, so a slice of the test worlds (all episodes but one) passes the guard; "
+                   "closing it needs per-row content keys of hidden data in sealed.Guard")
+def test_reading_a_slice_of_the_hidden_worlds_is_refused():
+    mod = plugin("plan_rebuild")
+    _refused(MAZE, mod.ReadsWorldSlices)
