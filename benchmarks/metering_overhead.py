@@ -41,6 +41,7 @@ class Timers:
     def __init__(self):
         self.s = {p: 0.0 for p in PARTS + ("sanity", "channel")}
         self._depth = {}
+        self.calls = {p: 0 for p in self.s}
 
     def wrap(self, owner, attr, part):
         fn = getattr(owner, attr)
@@ -50,6 +51,7 @@ class Timers:
             if self._depth.get(part, 0):  # nested (recursive) call: the outer one is timing
                 return fn(*a, **k)
             self._depth[part] = 1
+            self.calls[part] += 1
             t0 = time.perf_counter()
             try:
                 return fn(*a, **k)
@@ -63,6 +65,7 @@ class Timers:
     def reset(self):
         for p in self.s:
             self.s[p] = 0.0
+            self.calls[p] = 0
 
 
 def instrument() -> Timers:
@@ -101,14 +104,16 @@ def main(argv=None):
         final = lsbench.run(task, method, seed=a.seed, data_dir=a.data_dir, max_units=a.max_units)
         whole = time.perf_counter() - t0
         s = dict(timers.s)
+        s["programs"] = timers.calls["flops"]
         run_s = whole - s["sanity"]
         over = sum(s[p] for p in PARTS)
         rows.append((task, method, final["status"], final.get("units"), run_s, s, over, 100 * over / run_s))
-    head = ("task", "method", "status", "run s") + PARTS + ("metering s", "share %", "channel s", "sanity s")
+    head = ("task", "method", "status", "run s", "programs counted") + PARTS + \
+        ("metering s", "share %", "channel s", "sanity s")
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for task, method, status, units, run_s, s, over, pct in rows:
-        cells = [task, method, status, f"{run_s:.1f}"] + [f"{s[p]:.3f}" for p in PARTS] + \
+        cells = [task, method, status, f"{run_s:.1f}", str(s["programs"])] + [f"{s[p]:.3f}" for p in PARTS] + \
             [f"{over:.3f}", f"{pct:.2f}", f"{s['channel']:.2f}", f"{s['sanity']:.2f}"]
         print("| " + " | ".join(cells) + " |")
     worst = max(r[-1] for r in rows)

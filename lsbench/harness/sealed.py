@@ -385,14 +385,15 @@ def guard_for(track: str, inst) -> Guard:
 
 
 # ----------------------------------------------------------------- measured wall time (sanity only)
-def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 10.0) -> dict:
+def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 5.0) -> dict:
     """Measured seconds per call of every metered program, on this machine.
 
     Each program whose FLOPs the run billed is compiled alone
     (``jax.jit(jaxpr_as_fun(closed))``), called once on zeros of its input
     shapes to warm up, then ``reps`` more times; the median is kept. Programs
-    taking typed PRNG keys, programs that fail on zeros, and all programs after
-    ``max_s`` seconds of timing are left unmeasured (``s_per_call: None``).
+    are timed heaviest first (all-ops FLOPs); programs taking typed PRNG keys,
+    programs that fail on zeros, and all programs after ``max_s`` seconds of
+    timing are left unmeasured (``s_per_call: None``).
     Returns ``{"side:name": {"s_per_call", "flops", "flops_all"}}``. A sanity
     column: it is never ranked and never enters the modelled figures."""
     import statistics
@@ -401,7 +402,7 @@ def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 10.0) -> dict:
     progs = {id(p): p for p in sealer._progs.values()}
     out: dict = {}
     t_begin = time.perf_counter()
-    for key, fc in list(sealer._flops.items()):
+    for key, fc in sorted(sealer._flops.items(), key=lambda kv: -kv[1].total):
         prog = progs.get(key)
         if prog is None:
             continue
