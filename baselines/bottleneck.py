@@ -5,11 +5,12 @@ At split point ``split`` of the frozen cloud CNN, the edge applies a 1x1 conv
 encoder to ``channels`` channels; the code travels through the channel's
 ``int8`` codec (per-example affine: uint8 codes + fp32 scale + zero-point);
 the cloud applies a 1x1 conv decoder (ReLU) back to the original channels and
-finishes the cloud model. ``prepare`` initialises encoder and decoder by PCA
-of the split activations and fine-tunes them by
-distillation from the cloud model's logits on the calibration images
-(``steps`` Adam steps, straight-through fake quantisation at ``bits``), so
-its FLOPs are the method's setup cost.
+finishes the cloud model. ``cloud_setup`` initialises encoder and decoder by
+PCA of the split activations and fine-tunes them by distillation from the
+cloud model's logits on the cloud's calibration images (``steps`` Adam steps,
+straight-through fake quantisation at ``bits``): its FLOPs are the method's
+setup cost on the cloud, and the package it ships down (the cloud model's
+stages up to the split and the encoder) its setup bytes.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from lsbench import api
+from lsbench.models import vision
 from lsbench.task import TaskError
 from baselines.shapes_reference import Offload
 from baselines.split import fake_quant
@@ -32,31 +34,34 @@ def _ste_quant(z, bits):
 
 
 class Bottleneck(Offload):
-    families = ("infer/shapes-split*",)  # the suite's grid: which tasks this method applies to
-    manifest = api.Manifest(name="bottleneck", tracks=("infer",), paper="Matsubara et al., BottleFit, 2022",
+    manifest = api.Manifest(name="bottleneck", tracks=("infer",), applies_to=("infer/shapes-split*",),
+                            paper="Matsubara et al., BottleFit, 2022",
                             description="1x1 channel bottleneck at the split, distilled from the cloud "
-                                        "model in prepare, int8 on the wire")
+                                        "model in cloud_setup and shipped down, int8 on the wire")
     default_hparams = {"split": "pool3", "channels": 8, "bits": 8, "steps": 400, "batch": 64, "lr": 1e-3,
                        "temperature": 2.0}
     sweep = (tuple({"channels": c} for c in (2, 4, 8, 16))
              + tuple({"split": "pool2", "channels": c} for c in (2, 4, 8)))
     codec_up = "int8"
 
-    def __init__(self, ctx, hp):
-        super().__init__(ctx, hp)
-        info = ctx.models["cloud"].info
-        if ctx.extras.get("mode") != "split":
+    def __init__(self, view, hp):
+        super().__init__(view, hp)
+        info = view.models["cloud"].info
+        if view.mode != "split":
             raise TaskError(f"method {self.manifest.name} needs a split-mode shapes task (infer/shapes-split)")
         if self.hp["split"] not in info["split_points"][1:]:
             raise TaskError(f"bottleneck split must be one of {', '.join(info['split_points'][1:])}")
         if self.hp["bits"] not in (8, 4):
             raise TaskError(f"bottleneck bits must be 8 or 4, not {self.hp['bits']!r}")
         self.codec_up = f"int{self.hp['bits']}"
-        self.run, self.split = info["run"], self.hp["split"]
+        self.run, self.split = view.models["cloud"].run, self.hp["split"]
 
-    def prepare(self, calib, rng):
-        cloud = self.ctx.params["cloud"]
-        x = calib["x"]
+    def edge_setup(self, rng):
+        return {}, {}  # the edge's own CNN is not used
+
+    def cloud_setup(self, uplink, rng):
+        cloud = self.view.params["cloud"]
+        x = jnp.asarray(self.view.calib["x"])
         c = self.hp["channels"]
         # PCA initialisation: the top-c principal channel directions of the
         # activations at the split (encoder) and their transpose (decoder).
@@ -83,10 +88,14 @@ class Bottleneck(Offload):
             upd, opt = tx.update(g, opt, bn)
             return (optax.apply_updates(bn, upd), opt), None
         (bn, _), _ = jax.lax.scan(step, (bn, tx.init(bn)), jax.random.split(rng, self.hp["steps"]))
-        return {"cloud": cloud, "enc": bn["enc"]}, {"cloud": cloud, "dec": bn["dec"]}
+        prefix = vision.stage_params(self.view.models["cloud"], cloud, self.split)
+        return {"cloud": cloud, "dec": bn["dec"]}, {"prefix": prefix, "enc": bn["enc"]}
+
+    def edge_install(self, es, package, rng):
+        return {**es, **package}
 
     def edge_part(self, es, x):
-        return {"z": _conv1x1(es["enc"], self.run(es["cloud"], x, "input", self.split))}, None
+        return {"z": _conv1x1(es["enc"], self.run(es["prefix"], x, "input", self.split))}, None
 
     def cloud_part(self, cs, payload):
         h = jax.nn.relu(_conv1x1(cs["dec"], payload["z"]))

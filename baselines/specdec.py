@@ -1,17 +1,26 @@
 """Edge-draft / cloud-verify speculative decoding for infer/pcfg-specdec.
 
-Protocol: ``edge_start`` prefills the edge KV cache with the prompt. Each turn
-the edge commits the cloud's last verdict (accepted count a, correction or
-bonus token), drafts gamma tokens and sends their ids (int32; the prompt goes
-up once, on turn 0). The cloud (``cloud_first_turn`` prefills the prompt) runs
-ONE pass over gamma+1 positions with its KV cache, accepts the longest valid
-draft prefix and returns (a, token): 8 bytes down. Exact in both modes:
-greedy (temperature 0) gives the cloud's greedy output token for token;
-sampling (temperature 1) uses the rejection rule of Leviathan et al. 2023 /
-Chen et al. 2023. ``SpecDec`` uploads ids only, so the cloud recomputes the
-draft probabilities with its copy of the edge model (a full-sequence pass,
-billed); ``SpecDecTopK`` samples drafts from the edge's top-k distribution and
-uploads those k probabilities (fp16 on the wire) with the ids.
+Sides: the edge holds the edge (draft) model, the cloud the cloud (target)
+model. Protocol, per turn: ``edge_query`` drafts gamma tokens with the edge
+KV cache and sends their ids (int32; the prompt goes up once, with the first
+drafts); the cloud (``cloud_first_reply`` prefills the prompt first) runs ONE
+pass over gamma+1 positions with its KV cache, accepts the longest valid
+draft prefix and returns (a, token): 8 bytes down; ``edge_receive`` commits
+the a accepted drafts and the cloud's token. A row is done at the first query
+that finds gen_len tokens committed. Exact in both modes: greedy
+(temperature 0) gives the cloud's greedy output token for token; sampling
+(temperature 1) uses the rejection rule of Leviathan et al. 2023 / Chen et
+al. 2023. ``SpecDec`` uploads ids only, so in sampling mode the cloud
+recomputes the draft probabilities with a copy of the edge model that the
+edge sends up in setup (billed setup bytes) and a full-sequence pass (billed);
+``SpecDecTopK`` samples drafts from the edge's top-k distribution and uploads
+those k probabilities (fp16 on the wire) with the ids.
+
+``finalize`` returns the tokens with -1 where nothing is committed yet: the
+harness reads the output after every turn and computes MAT and acceptance
+from its own log (``tasks.infer_pcfg``), not from counters of the method.
+The first turn's query carries the prompt; later turns' carry has a
+``started`` key, so they are their own (smaller) programs with no prompt.
 """
 from __future__ import annotations
 
@@ -63,24 +72,22 @@ def topk_q(vals, idx, V):
 
 class _Decoder(api.InferMethod):
     """Shared state handling: prompt, output buffer, KV caches."""
+    manifest = None
     default_hparams = {"gamma": 4, "temperature": 0.0}
     edge_prefill = True  # False where the edge never runs its model on the prompt
 
     def _ex(self):
-        e = self.ctx.extras
-        return e["prompt_len"], e["gen_len"], e["vocab"]
+        v = self.view
+        return v.prompt_len, v.gen_len, v.vocab
 
-    def _cfg(self, role):
-        return T.config_of(self.ctx.models[role])
+    def _model(self, role):
+        return self.view.models[role]
 
     def _sample(self):
         t = self.hp["temperature"]
         if t not in (0, 0.0, 1, 1.0):
             raise ValueError(f"temperature must be 0 (greedy) or 1 (sampling), got {t}")
         return t > 0
-
-    def prepare(self, calib, rng):
-        return self.ctx.params["edge"], {"cloud": self.ctx.params["cloud"], "edge": self.ctx.params["edge"]}
 
     def _next(self, logits, key):
         if self._sample():
@@ -91,15 +98,15 @@ class _Decoder(api.InferMethod):
         Lp, N, V = self._ex()
         x = jnp.asarray(batch["x"], jnp.int32)
         B = x.shape[0]
-        cfg = self._cfg("edge")
-        cache = T.init_cache(cfg, B)
-        if Lp > 2 and self.edge_prefill:
-            _, cache = T.decode(cfg, es, x[:, :Lp - 2], jnp.zeros((B,), jnp.int32), cache)
-        g = self.hp.get("gamma", 1)
-        zi = jnp.zeros((B,), jnp.int32)
-        return {"x": x, "out": jnp.zeros((B, N + g + 1), jnp.int32), "n": zi, "prev": x[:, Lp - 2],
-                "last": x[:, Lp - 1], "cache": cache, "started": jnp.zeros((B,), bool),
-                "passes": zi, "accepted": zi, "drafted": zi, "drafts": jnp.zeros((B, g), jnp.int32)}
+        m = self._model("edge")
+        carry = {"x": x, "out": jnp.full((B, N + self.hp.get("gamma", 1) + 1), -1, jnp.int32),
+                 "n": jnp.zeros((B,), jnp.int32), "prev": x[:, Lp - 2], "last": x[:, Lp - 1]}
+        if self.edge_prefill:
+            cache = m.init_cache(B)
+            if Lp > 2:
+                _, cache = m.decode(es["edge"], x[:, :Lp - 2], jnp.zeros((B,), jnp.int32), cache)
+            carry["cache"] = cache
+        return carry
 
     def _commit(self, carry, got, toks, count):
         """Appends toks[:, :count] to the output of rows that got them."""
@@ -110,111 +117,134 @@ class _Decoder(api.InferMethod):
         write = got[:, None] & (rel >= 0) & (rel < count[:, None])
         return jnp.where(write, new, carry["out"]), n + jnp.where(got, count, 0)
 
-    def downlink_like(self, batch_size):
-        z = jax.ShapeDtypeStruct((batch_size,), jnp.int32)
-        return {"acc": z, "tok": z}
-
     def finalize(self, es, carry):
         Lp, N, V = self._ex()
-        return {"tokens": carry["out"][:, :N], "passes": carry["passes"],
-                "accepted": carry["accepted"], "drafted": carry["drafted"]}
+        return {"tokens": carry["out"][:, :N]}
 
     # The cloud side: its carry holds the committed sequence and its KV cache.
     def cloud_start(self, cs, batch_size):
-        Lp, N, V = self._ex()
-        cfg = self._cfg("cloud")
-        return {"seq": jnp.zeros((batch_size, cfg.max_len), jnp.int32),
-                "n": jnp.zeros((batch_size,), jnp.int32), "cache": T.init_cache(cfg, batch_size)}
+        m = self._model("cloud")
+        W = T.config_of(m).max_len
+        return {"seq": jnp.zeros((batch_size, W), jnp.int32),
+                "n": jnp.zeros((batch_size,), jnp.int32), "cache": m.init_cache(batch_size)}
 
-    def _prefill(self, cs, cc, up):
+    def _prefill(self, cs, cc, prompt):
         Lp, N, V = self._ex()
-        x = up["prompt"].data["x"]
+        x = prompt.data["x"]
         B = x.shape[0]
-        _, cache = T.decode(self._cfg("cloud"), cs["cloud"], x[:, :Lp - 1], jnp.zeros((B,), jnp.int32),
-                            cc["cache"])
+        _, cache = self._model("cloud").decode(cs["cloud"], x[:, :Lp - 1], jnp.zeros((B,), jnp.int32),
+                                               cc["cache"])
         return {"seq": cc["seq"].at[:, :Lp].set(x), "n": cc["n"], "cache": cache}
 
 
 class EdgeOnly(_Decoder):
-    manifest = api.Manifest(name="edge-only", tracks=("infer",), reference="edge-only",
-                            description="The edge model generates every token (KV cache).")
+    manifest = api.Manifest(name="edge-only", tracks=("infer",), applies_to=("pcfg",),
+                            reference="edge-only",
+                            description="The edge model generates every token (KV cache), in one turn.")
     default_hparams = {"temperature": 0.0}
 
-    def edge_turn(self, es, carry, inbox, rng):
+    def edge_query(self, es, carry, rng):
         Lp, N, V = self._ex()
-        cfg = self._cfg("edge")
+        m = self._model("edge")
         B = carry["x"].shape[0]
         # First step feeds [prev, last]; then one token per step.
-        logits, cache = T.decode(cfg, es, jnp.stack([carry["prev"], carry["last"]], 1), Lp - 2
-                                 + jnp.zeros((B,), jnp.int32), carry["cache"])
+        logits, cache = m.decode(es["edge"], jnp.stack([carry["prev"], carry["last"]], 1),
+                                 Lp - 2 + jnp.zeros((B,), jnp.int32), carry["cache"])
         t0 = self._next(logits[:, -1], jax.random.fold_in(rng, 0))
 
         def step(c, i):
             tok, cache = c
-            lg, cache = T.decode(cfg, es, tok[:, None], Lp + i + jnp.zeros((B,), jnp.int32), cache)
+            lg, cache = m.decode(es["edge"], tok[:, None], Lp + i + jnp.zeros((B,), jnp.int32), cache)
             nxt = self._next(lg[:, -1], jax.random.fold_in(rng, i + 1))
             return (nxt, cache), nxt
         (_, cache), rest = jax.lax.scan(step, (t0, cache), jnp.arange(N - 1))
         toks = jnp.concatenate([t0[:, None], rest.T], 1)
         out, n = self._commit(carry, jnp.ones((B,), bool), toks, jnp.full((B,), N, jnp.int32))
-        carry = dict(carry, out=out, n=n, cache=cache, started=jnp.ones((B,), bool))
-        up = {"prompt": api.Rows({"x": carry["x"]}, jnp.zeros((B,), bool))}
-        return carry, up, jnp.zeros((B,), bool), jnp.ones((B,), bool)
+        carry = dict(carry, out=out, n=n, cache=cache)
+        none = jnp.zeros((B,), bool)
+        return api.Query(carry, {"go": api.Rows({}, none)}, none, ~none)
 
-    def cloud_turn(self, cs, cc, up, rng):
-        B = cc["n"].shape[0]
-        return cc, {"acc": jnp.zeros((B,), jnp.int32), "tok": jnp.zeros((B,), jnp.int32)}
+    def cloud_reply(self, cs, cc, up, rng):
+        return cc, {}
+
+    def edge_receive(self, es, carry, inbox, rng):
+        return carry
 
 
 class CloudOnly(_Decoder):
-    manifest = api.Manifest(name="cloud-only", tracks=("infer",), reference="cloud-only",
+    manifest = api.Manifest(name="cloud-only", tracks=("infer",), applies_to=("pcfg",),
+                            reference="cloud-only",
                             description="Cloud streaming: the prompt goes up once, the cloud "
                                         "decodes one token per pass and streams it down.")
     default_hparams = {"temperature": 0.0}
     edge_prefill = False
 
-    def downlink_like(self, batch_size):
-        return {"tok": jax.ShapeDtypeStruct((batch_size,), jnp.int32)}
+    def edge_setup(self, rng):
+        return {}, {}  # the edge model is never used
 
-    def edge_turn(self, es, carry, inbox, rng):
+    def edge_query(self, es, carry, rng):
         Lp, N, V = self._ex()
+        n = carry["n"]
+        send = n < N
+        # The first request carries the prompt; later ones are empty (a row asking costs nothing).
+        up = ({"go": api.Rows({}, send)} if "started" in carry
+              else {"prompt": api.Rows({"x": carry["x"]}, send)})
+        return api.Query(carry, up, send, n + 1 >= N)  # done once this reply completes the row
+
+    def edge_receive(self, es, carry, inbox, rng):
         B = carry["x"].shape[0]
         out, n = self._commit(carry, inbox.got, inbox.msg["tok"][:, None], jnp.ones((B,), jnp.int32))
-        send = n < N
-        up = {"prompt": api.Rows({"x": carry["x"]}, ~carry["started"])}
-        carry = dict(carry, out=out, n=n, started=jnp.ones((B,), bool),
-                     passes=carry["passes"] + send.astype(jnp.int32))
-        return carry, up, send, ~send
+        return dict(carry, out=out, n=n, started=jnp.ones((B,), bool))
 
     def _step(self, cs, cc, last, rng, sent):
         Lp, N, V = self._ex()
         pos = Lp - 1 + cc["n"]
-        logits, cache = T.decode(self._cfg("cloud"), cs["cloud"], last[:, None], pos, cc["cache"])
+        logits, cache = self._model("cloud").decode(cs["cloud"], last[:, None], pos, cc["cache"])
         tok = self._next(logits[:, -1], rng)
         seq = jnp.where(sent[:, None] & (jnp.arange(cc["seq"].shape[1])[None] == pos[:, None] + 1),
                         tok[:, None], cc["seq"])
         cc = {"seq": seq, "n": cc["n"] + sent, "cache": cache}
         return cc, {"tok": tok}
 
-    def cloud_first_turn(self, cs, cc, up, rng):
+    def cloud_first_reply(self, cs, cc, up, rng):
         Lp, N, V = self._ex()
-        cc = self._prefill(cs, cc, up)
+        cc = self._prefill(cs, cc, up["prompt"])
         return self._step(cs, cc, up["prompt"].data["x"][:, Lp - 1], rng, up["prompt"].mask)
 
-    def cloud_turn(self, cs, cc, up, rng):
+    def cloud_reply(self, cs, cc, up, rng):
         Lp, N, V = self._ex()
         last = jnp.take_along_axis(cc["seq"], (Lp - 1 + cc["n"])[:, None], 1)[:, 0]
-        return self._step(cs, cc, last, rng, up["prompt"].mask | (cc["n"] > 0))
+        return self._step(cs, cc, last, rng, up["go"].mask)
 
 
 class SpecDec(_Decoder):
-    manifest = api.Manifest(name="specdec", tracks=("infer",),
+    manifest = api.Manifest(name="specdec", tracks=("infer",), applies_to=("pcfg",),
                             description="Edge drafts gamma tokens (ids up), the cloud verifies them "
                                         "in one pass; exact in greedy and sampling modes.",
                             paper="Leviathan et al. 2023; Chen et al. 2023")
     default_hparams = {"gamma": 4, "temperature": 0.0}
     sweep = tuple({"gamma": g} for g in (1, 2, 4, 8))
     topk = 0  # > 0: sample drafts from the edge's top-k and upload those probabilities
+
+    def __init__(self, view, hp):
+        super().__init__(view, hp)
+        if not 1 <= int(self.hp["gamma"]) <= view.max_gamma:
+            raise api.TaskError(f"gamma must be in 1..{view.max_gamma} (the task's max_gamma), "
+                                f"got {self.hp['gamma']}")
+
+    def _cloud_has_drafter(self) -> bool:
+        """Sampling with ids only: the cloud recomputes the draft distributions."""
+        return self._sample() and not self.topk
+
+    def edge_setup(self, rng):
+        es = dict(self.view.params)
+        return es, ({"edge": es["edge"]} if self._cloud_has_drafter() else {})
+
+    def cloud_setup(self, uplink, rng):
+        cs = dict(self.view.params)
+        if self._cloud_has_drafter():
+            cs["edge"] = uplink["edge"]
+        return cs, {}
 
     def _draft_dist(self, logits):
         if self.topk:
@@ -228,68 +258,70 @@ class SpecDec(_Decoder):
         q, sent = self._draft_dist(logits)
         return jax.random.categorical(key, jnp.log(q + 1e-30) + jnp.where(q > 0, 0, -1e30)).astype(jnp.int32), sent
 
-    def edge_turn(self, es, carry, inbox, rng):
+    def edge_query(self, es, carry, rng):
         Lp, N, V = self._ex()
         g = self.hp["gamma"]
-        cfg = self._cfg("edge")
+        m = self._model("edge")
+        n = carry["n"]
+        done = n >= N
+        # Draft gamma tokens: the first step feeds [prev, last].
+        pos = Lp - 1 + n
+        logits, cache = m.decode(es["edge"], jnp.stack([carry["prev"], carry["last"]], 1), pos - 1,
+                                 carry["cache"])
+        d0, s0 = self._draw(logits[:, -1], jax.random.fold_in(rng, 0))
+
+        def step(c, i):
+            tok_i, cache = c
+            lg, cache = m.decode(es["edge"], tok_i[:, None], pos + i, cache)
+            d, s = self._draw(lg[:, -1], jax.random.fold_in(rng, i))
+            return (d, cache), (d, s)
+        (_, cache), (rest, srest) = jax.lax.scan(step, (d0, cache), jnp.arange(1, g))
+        drafts = jnp.concatenate([d0[:, None], rest.T], 1)
+        send = ~done
+        payload = {"tok": drafts}
+        if self.topk and self._sample():
+            vals = jnp.concatenate([s0[0][:, None], jnp.swapaxes(srest[0], 0, 1)], 1)
+            idx = jnp.concatenate([s0[1][:, None], jnp.swapaxes(srest[1], 0, 1)], 1)
+            payload.update(q_p=vals, q_ids=idx)
+        up = {"draft": api.Rows(payload, send)}
+        if "started" not in carry:  # the first query carries the prompt
+            up["prompt"] = api.Rows({"x": carry["x"]}, send)
+        return api.Query(dict(carry, cache=cache, drafts=drafts), up, send, done)
+
+    def edge_receive(self, es, carry, inbox, rng):
+        """Commits the cloud's verdict: the accepted drafts, then its token."""
+        g = self.hp["gamma"]
         B = carry["x"].shape[0]
-        # 1. Commit the cloud's verdict: accepted drafts, then its token.
         got, a, tok = inbox.got, inbox.msg["acc"], inbox.msg["tok"]
         seq = jnp.concatenate([carry["drafts"], jnp.zeros((B, 1), jnp.int32)], 1)
         seq = jnp.where(jnp.arange(g + 1)[None] == a[:, None], tok[:, None], seq)
         out, n = self._commit(carry, got, seq, a + 1)
         prev_new = jnp.where(a > 0, jnp.take_along_axis(carry["drafts"], jnp.maximum(a - 1, 0)[:, None], 1)[:, 0],
                              carry["last"])
-        prev = jnp.where(got, prev_new, carry["prev"])
-        last = jnp.where(got, tok, carry["last"])
-        done = n >= N
-        # 2. Draft gamma tokens: the first step feeds [prev, last].
-        pos = Lp - 1 + n
-        logits, cache = T.decode(cfg, es, jnp.stack([prev, last], 1), pos - 1, carry["cache"])
-        d0, s0 = self._draw(logits[:, -1], jax.random.fold_in(rng, 0))
+        return dict(carry, out=out, n=n, prev=jnp.where(got, prev_new, carry["prev"]),
+                    last=jnp.where(got, tok, carry["last"]), started=jnp.ones((B,), bool))
 
-        def step(c, i):
-            tok_i, cache = c
-            lg, cache = T.decode(cfg, es, tok_i[:, None], pos + i, cache)
-            d, s = self._draw(lg[:, -1], jax.random.fold_in(rng, i))
-            return (d, cache), (d, s)
-        (_, cache), (rest, srest) = jax.lax.scan(step, (d0, cache), jnp.arange(1, g))
-        drafts = jnp.concatenate([d0[:, None], rest.T], 1)
-        send = ~done
-        first = ~carry["started"]
-        carry = dict(carry, out=out, n=n, prev=prev, last=last, cache=cache, drafts=drafts,
-                     started=jnp.ones((B,), bool), passes=carry["passes"] + send,
-                     accepted=carry["accepted"] + jnp.where(got, a, 0), drafted=carry["drafted"] + send * g)
-        payload = {"tok": drafts}
-        if self.topk and self._sample():
-            vals = jnp.concatenate([s0[0][:, None], jnp.swapaxes(srest[0], 0, 1)], 1)
-            idx = jnp.concatenate([s0[1][:, None], jnp.swapaxes(srest[1], 0, 1)], 1)
-            payload.update(q_p=vals, q_ids=idx)
-        up = {"prompt": api.Rows({"x": carry["x"]}, first),
-              "draft": api.Rows(payload, send)}
-        return carry, up, send, done
-
-    def _verify(self, cs, cc, up, rng):
+    def _verify(self, cs, cc, draft, rng):
         Lp, N, V = self._ex()
         g = self.hp["gamma"]
-        sent = up["draft"].mask
-        drafts = up["draft"].data["tok"]
+        sent = draft.mask
+        drafts = draft.data["tok"]
         pos = Lp - 1 + cc["n"]
         last = jnp.take_along_axis(cc["seq"], pos[:, None], 1)[:, 0]
         inp = jnp.concatenate([last[:, None], drafts], 1)
-        logits, cache = T.decode(self._cfg("cloud"), cs["cloud"], inp, pos, cc["cache"])
+        logits, cache = self._model("cloud").decode(cs["cloud"], inp, pos, cc["cache"])
         if not self._sample():
             a, tok = accept_greedy(logits, drafts)
         else:
             p = jax.nn.softmax(logits, -1)
             if self.topk:
-                q = topk_q(up["draft"].data["q_p"].astype(jnp.float32), up["draft"].data["q_ids"], V)
-            else:  # recompute the draft distributions with the cloud's copy of the edge model
+                q = topk_q(draft.data["q_p"].astype(jnp.float32), draft.data["q_ids"], V)
+            else:  # recompute the draft distributions with the edge model sent up in setup
                 W = cc["seq"].shape[1]
                 rel = jnp.arange(W)[None] - pos[:, None] - 1
                 full = jnp.where((rel >= 0) & (rel < g),
                                  jnp.take_along_axis(drafts, jnp.clip(rel, 0, g - 1), 1), cc["seq"])
-                el = T.apply(self._cfg("edge"), cs["edge"], full)
+                el = self._model("edge").apply(cs["edge"], full)
                 idx = jnp.clip(pos[:, None] + jnp.arange(g)[None], 0, W - 1)
                 q = jax.nn.softmax(jnp.take_along_axis(el, idx[..., None], 1), -1)
             a, tok = accept_sample(p, q, drafts, rng)
@@ -302,15 +334,15 @@ class SpecDec(_Decoder):
         cc = {"seq": seq, "n": cc["n"] + jnp.where(sent, a + 1, 0), "cache": cache}
         return cc, {"acc": a.astype(jnp.int32), "tok": tok.astype(jnp.int32)}
 
-    def cloud_first_turn(self, cs, cc, up, rng):
-        return self._verify(cs, self._prefill(cs, cc, up), up, rng)
+    def cloud_first_reply(self, cs, cc, up, rng):
+        return self._verify(cs, self._prefill(cs, cc, up["prompt"]), up["draft"], rng)
 
-    def cloud_turn(self, cs, cc, up, rng):
-        return self._verify(cs, cc, up, rng)
+    def cloud_reply(self, cs, cc, up, rng):
+        return self._verify(cs, cc, up["draft"], rng)
 
 
 class SpecDecTopK(SpecDec):
-    manifest = api.Manifest(name="specdec-topk", tracks=("infer",),
+    manifest = api.Manifest(name="specdec-topk", tracks=("infer",), applies_to=("pcfg",),
                             description="SpecDec whose drafts are sampled from the edge's top-k "
                                         "distribution; the k probabilities (fp16) and ids go up "
                                         "with each draft, so the cloud need not rerun the drafter.",
@@ -319,6 +351,6 @@ class SpecDecTopK(SpecDec):
     sweep = tuple({"gamma": g} for g in (1, 2, 4, 8))
     codec_up = "fp16"
 
-    def __init__(self, ctx, hp):
-        super().__init__(ctx, hp)
+    def __init__(self, view, hp):
+        super().__init__(view, hp)
         self.topk = int(self.hp["k"])

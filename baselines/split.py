@@ -11,19 +11,22 @@ class. ``split="input"`` sends the raw uint8 image (= cloud-only).
   cloud rate + 4 B down / downlink). fp32 splits never change accuracy.
 - ``SplitQuant`` (JALAD, Auto-Split): per-example affine int8 or int4
   activations (the channel's ``int8`` / ``int4`` codecs: packed codes + fp32
-  scale + fp32 zero-point). With ``split="auto"`` the split point and the
-  bit-width are chosen together: the lowest modelled latency among the
-  (split, bits) whose predictions agree with the fp32 cloud model on at least
-  ``min_agreement`` of the task's unlabelled calibration images (checked once,
-  at construction, on ``agree_n`` of them).
+  scale + fp32 zero-point). With ``split="auto"`` it picks the split point
+  with the lowest modelled latency at ``bits`` (``auto`` = int8; int4 is a
+  sweep point: at early splits it changes predictions).
+
+The split point and the codec are fixed when the method is built (both
+sides derive them from public facts: the architecture, the profiles), so the
+edge's program is known; the cloud sends the first stages of its model, up to
+the split, down in setup (billed ``setup_bytes_down``). The latency model is
+the harness's (``lsbench.metering.profiles.example_latency``): one edge call,
+one round trip, one cloud call, FLOPs and bytes.
 """
 from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 
 from lsbench import api
 from lsbench.task import TaskError
@@ -46,18 +49,18 @@ def payload_bytes(shape, codec: str) -> int:
     return int(n * BYTES_PER[codec])
 
 
-def modelled_latency(ctx: api.TaskContext, profile: str, edge_flops: float, cloud_flops: float,
+def modelled_latency(view: api.InferView, profile: str, edge_flops: float, cloud_flops: float,
                      up_bytes: float, down_bytes: float = 4) -> float:
-    """Seconds per example under the task's network/device profiles (one round trip)."""
-    net = ctx.extras["profiles"]["network"][profile]
-    dev = ctx.extras["profiles"]["device"]
-    return (edge_flops / dev["edge"]["flops_per_s"] + net["rtt_s"] + up_bytes * 8 / net["up_bps"]
-            + cloud_flops / dev["cloud"]["flops_per_s"] + down_bytes * 8 / net["down_bps"])
+    """Seconds per example of one offloading turn under the harness's latency model."""
+    from lsbench.metering import profiles
+    return profiles.example_latency(view.profiles.network[profile], view.profiles.device,
+                                    edge_flops=edge_flops, cloud_flops=cloud_flops,
+                                    bytes_up=up_bytes, bytes_down=down_bytes)
 
 
-def split_options(ctx: api.TaskContext, codecs) -> list[dict]:
+def split_options(view: api.InferView, codecs) -> list[dict]:
     """Every (split, codec) with its modelled costs; ``input`` always sends raw uint8."""
-    model = ctx.models["cloud"]
+    model = view.models["cloud"]
     table = vision.stage_table(model)
     total = sum(t["flops"] for t in table.values())
     out = []
@@ -80,92 +83,78 @@ def fake_quant(h, bits: int):
 
 
 class Split(Offload):
-    families = ("infer/shapes-split*",)  # the suite's grid: which tasks this method applies to
-    manifest = api.Manifest(name="split", tracks=("infer",), paper="Kang et al., Neurosurgeon, ASPLOS 2017",
+    manifest = api.Manifest(name="split", tracks=("infer",), applies_to=("infer/shapes-split*",),
+                            paper="Kang et al., Neurosurgeon, ASPLOS 2017",
                             description="profiled split of the cloud CNN, fp32 activations")
     default_hparams = {"split": "auto", "profile": "lte"}
     sweep = tuple({"profile": p} for p in PROFILES)
     codec_up = "fp32"
     codecs = ("fp32",)
 
-    def __init__(self, ctx, hp):
-        super().__init__(ctx, hp)
-        if ctx.extras.get("mode") != "split":
+    def __init__(self, view, hp):
+        super().__init__(view, hp)
+        if view.mode != "split":
             raise TaskError(f"method {self.manifest.name} needs a split-mode shapes task "
-                             "(infer/shapes-split); use early-exit on the exit task")
-        points = ctx.models["cloud"].info["split_points"]
-        if self.hp["profile"] not in ctx.extras["profiles"]["network"]:
+                            "(infer/shapes-split); use early-exit on the exit task")
+        points = view.models["cloud"].info["split_points"]
+        if self.hp["profile"] not in view.profiles.network:
             raise TaskError(f"unknown profile '{self.hp['profile']}'; use one of "
-                             f"{', '.join(ctx.extras['profiles']['network'])}")
+                            f"{', '.join(view.profiles.network)}")
         if self.hp["split"] != "auto" and self.hp["split"] not in points:
             raise TaskError(f"unknown split '{self.hp['split']}'; use auto or one of {', '.join(points)}")
         self.choice = self.choose()
         self.split = self.choice["split"]
         if self.choice["codec"] != "raw-uint8":
             self.codec_up = self.choice["codec"]
-
-    def feasible(self, options):
-        return options
+        self.hp["codec_up"] = self.codec_up  # the channel's codec is part of the choice
 
     def choose(self) -> dict:
-        opts = split_options(self.ctx, self.codecs)
+        opts = split_options(self.view, self.codecs)
         for o in opts:
-            o["latency_s"] = modelled_latency(self.ctx, self.hp["profile"], o["edge_flops"],
+            o["latency_s"] = modelled_latency(self.view, self.hp["profile"], o["edge_flops"],
                                               o["cloud_flops"], o["up_bytes"])
         if self.hp["split"] != "auto":
             opts = [o for o in opts if o["split"] == self.hp["split"]]
-        if self.hp["split"] == "auto" or self.hp.get("bits", "auto") == "auto":
-            opts = self.feasible(opts) or opts
         return min(opts, key=lambda o: (o["latency_s"], o["up_bytes"]))
 
-    def prepare(self, calib, rng):
-        # the edge holds the cloud model's prefix weights (we keep the whole pytree)
-        return self.ctx.params["cloud"], self.ctx.params["cloud"]
+    # setup: the edge holds no model of its own here; the cloud ships its first stages
+    def edge_setup(self, rng):
+        return {}, {}
+
+    def cloud_setup(self, uplink, rng):
+        cs = dict(self.view.params)
+        if self.split == "input":
+            return cs, {}
+        return cs, {"prefix": vision.stage_params(self.view.models["cloud"], cs["cloud"], self.split)}
+
+    def edge_install(self, es, package, rng):
+        return {**es, **package}
 
     def edge_part(self, es, x):
         if self.split == "input":
             return {"x": x.astype(jnp.uint8)}, None
-        return {"h": self.ctx.models["cloud"].info["run"](es, x, "input", self.split)}, None
+        return {"h": self.view.models["cloud"].run(es["prefix"], x, "input", self.split)}, None
 
     def cloud_part(self, cs, payload):
-        run = self.ctx.models["cloud"].info["run"]
+        run = self.view.models["cloud"].run
         if self.split == "input":
-            return run(cs, payload["x"])
-        return run(cs, payload["h"], self.split, "logits")
+            return run(cs["cloud"], payload["x"])
+        return run(cs["cloud"], payload["h"], self.split, "logits")
 
 
 class SplitQuant(Split):
-    manifest = api.Manifest(name="split-quant", tracks=("infer",),
+    manifest = api.Manifest(name="split-quant", tracks=("infer",), applies_to=("infer/shapes-split*",),
                             paper="Li et al., JALAD, ICPADS 2018; Banitalebi-Dehkordi et al., Auto-Split, KDD 2021",
-                            description="split point and int8/int4 activations chosen together")
-    default_hparams = {"split": "auto", "bits": "auto", "profile": "lte", "min_agreement": 0.99,
-                       "agree_n": 256}
+                            description="split point chosen for int8 (or int4) activations")
+    default_hparams = {"split": "auto", "bits": None, "profile": "lte"}  # bits None: auto (int8)
+    hparam_choices = {"bits": (None, "auto", 8, 4)}
     sweep = (tuple({"profile": p} for p in PROFILES)
              + tuple({"split": s, "bits": b} for s in ("pool1", "pool2", "pool3") for b in (8, 4)))
-    codecs = ("int8", "int4")
+    codecs = ("int8",)
 
-    def __init__(self, ctx, hp):
-        bits = hp.get("bits", "auto")
-        if bits not in ("auto", 8, 4):
+    def __init__(self, view, hp):
+        bits = hp.get("bits")
+        if bits not in (None, "auto", 8, 4):
             raise TaskError(f"bits must be auto, 8 or 4, not {bits!r}")
-        if bits != "auto":
-            self.codecs = (f"int{bits}",)
-        super().__init__(ctx, hp)
-
-    def feasible(self, options):
-        """Keeps the options whose predictions agree with the fp32 model often enough."""
-        if self.ctx.public is None or self.hp["min_agreement"] <= 0:
-            return options
-        x = jnp.asarray(np.asarray(self.ctx.public)[: self.hp["agree_n"]])
-        p, run = self.ctx.params["cloud"], self.ctx.models["cloud"].info["run"]
-        ref = jnp.argmax(run(p, x), -1)
-        keep = []
-        for o in options:
-            if o["codec"] == "raw-uint8":
-                keep.append(o)
-                continue
-            h = fake_quant(run(p, x, "input", o["split"]), int(o["codec"][3:]))
-            o["agreement"] = float((jnp.argmax(run(p, h, o["split"], "logits"), -1) == ref).mean())
-            if o["agreement"] >= self.hp["min_agreement"]:
-                keep.append(o)
-        return keep
+        self.codecs = (f"int{8 if bits in (None, 'auto') else bits}",)
+        super().__init__(view, hp)

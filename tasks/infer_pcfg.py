@@ -5,18 +5,30 @@ prompts are the first ``prompt_len`` tokens of held-out sequences. Edge and
 cloud causal Transformers are trained here (next-token loss) and cached with
 Orbax. The run seed drives only sampling.
 
-Latency model (``latency_fn``, constants in ``config['latency']``): decoding
-is memory-bound, so a pass costs about one decode step whatever its width:
-  edge  = edge_step_s x positions the edge processed (edge_flops / flops per position)
-  cloud = per sent turn: cloud_pass_s x passes + cloud_token_s x positions
-          (passes = 1, plus 1 for the prompt prefill on the first turn;
-          positions = cloud_flops / cloud flops per position)
-  net   = rtt_s on turns that upload anything (a request) + bytes / bandwidth;
-          push-only turns (cloud-only streaming) pay no round trip.
-A pure FLOP model would make verifying gamma+1 positions look gamma+1 times
-too expensive. ``metrics_fn`` reports MAT, acceptance, bytes and FLOPs per
-token, ``lossless`` (greedy: equal to the cloud's greedy output), and the
-modelled ``speedup_<profile>`` over cloud-only streaming under the same model.
+Sides: the edge view holds the edge model's params (``params['edge']``), the
+cloud view the cloud model's (``params['cloud']``) and the calibration
+prompts. Both know the architectures (``ModelDef.decode``/``init_cache``),
+``prompt_len``, ``gen_len``, ``vocab`` and ``max_gamma``.
+
+Output protocol: ``finalize`` returns ``{'tokens': int32[B, gen_len]}`` with
+-1 at positions not generated yet. The harness reads it after every turn and
+logs ``tokens``: the output positions that first hold their final value in
+that turn (``lsbench.harness.infer_loop``). From that log alone, not from any
+counter of the method, the metrics give
+- ``mat``: tokens delivered per cloud pass (a pass = a turn the row sent);
+- ``acceptance_rate``: the per-token acceptance a = accepted / (accepted +
+  rejected), where a pass that delivered d tokens accepted d - 1 drafts and
+  rejected one unless d is the run's largest count per pass (gamma + 1: every
+  draft accepted, plus the bonus token); a row's last pass, cut at
+  ``gen_len``, is left out of a;
+- ``lossless`` (greedy: equal to the cloud's greedy output), bytes and FLOPs
+  per token, and ``ms_per_token_<profile>`` and ``speedup_<profile>``: the
+  latency of ``lsbench.metering.profiles.derived`` on the run's log, against
+  the same function on the log of cloud-only streaming (one cloud decode pass
+  per token, prompt up once, one int32 token down per pass; its per-turn cloud
+  FLOPs are those of the cloud model's prefill and decode programs, counted by
+  the FLOP meter). No latency constant of the task's own: every figure comes
+  from metered FLOPs and bytes.
 """
 from __future__ import annotations
 
@@ -53,37 +65,60 @@ def greedy_generate(cfg, params, x, n, chunk=256):
     return np.concatenate([np.asarray(run(jnp.asarray(x[i:i + chunk]))) for i in range(0, len(x), chunk)])
 
 
-def flops_per_position(cfg, params) -> int:
-    """Matmul FLOPs of one cached decode position (attention spans the whole cache)."""
-    from lsbench.metering.flops import FlopMeter
+def _matmul_flops(fn, *args) -> int:
+    from lsbench.metering.flops import count_jaxpr
+    return int(count_jaxpr(jax.make_jaxpr(fn)(*args)).matmul)
+
+
+def decode_flops(cfg, params, positions: int) -> int:
+    """Matmul FLOPs per row of one cached decode call over ``positions`` new
+    tokens (attention spans the whole cache)."""
     f = lambda p, t, pos, c: T.decode(cfg, p, t, pos, c)[0]  # noqa: E731
-    return int(FlopMeter().count("decode1", f, params, jnp.zeros((1, 1), jnp.int32),
-                                 jnp.zeros((1,), jnp.int32), T.init_cache(cfg, 1)).matmul)
+    return _matmul_flops(f, params, jnp.zeros((1, positions), jnp.int32), jnp.zeros((1,), jnp.int32),
+                         T.init_cache(cfg, 1))
 
 
-def make_latency_fn(lat, f_edge, f_cloud):
-    def latency_fn(log, net, dev):
-        sent = np.asarray(log["sent"], bool)
-        up, down = np.asarray(log["bytes_up"], float), np.asarray(log["bytes_down"], float)
-        edge = np.asarray(log["edge_flops"], float) / f_edge * lat["edge_step_s"]
-        pos = np.asarray(log["cloud_flops"], float) / f_cloud
-        first = sent & (np.cumsum(sent, 0) == 1)
-        cloud = np.where(sent, lat["cloud_pass_s"] * (1 + first) + lat["cloud_token_s"] * pos, 0.0)
-        netw = np.where(sent, np.where(up > 0, net["rtt_s"], 0.0) + up * 8 / net["up_bps"]
-                        + down * 8 / net["down_bps"], 0.0)
-        return (edge + cloud + netw).sum(0)
-    return latency_fn
+def streaming_log(Lp: int, N: int, prefill: int, step: int) -> dict:
+    """The harness log of one example under cloud-only streaming: N turns; the
+    first sends the prompt (int32 ids) and runs the prefill and one decode
+    pass, the others send an empty request and run one decode pass; each
+    delivers one int32 token."""
+    z = np.zeros((N, 1), np.int64)
+    log = {k: z.copy() for k in ("edge_flops", "edge_flops_all", "cloud_flops", "cloud_flops_all",
+                                 "bytes_up", "bytes_down", "messages")}
+    log["cloud_flops"][:, 0] = step
+    log["cloud_flops"][0, 0] += prefill
+    log["bytes_up"][0, 0] = 4 * Lp
+    log["bytes_down"][:, 0] = 4
+    log["messages"][:, 0] = 2
+    log["sent"] = np.ones((N, 1), bool)
+    log["active"] = np.ones((N, 1), bool)
+    return log
 
 
-def streaming_latency(lat, net, Lp, N) -> float:
-    """Cloud-only streaming under the same model: one request, prefill, N decode passes."""
-    return (net["rtt_s"] + 4 * Lp * 8 / net["up_bps"] + N * 4 * 8 / net["down_bps"]
-            + lat["cloud_pass_s"] * (N + 1) + lat["cloud_token_s"] * (Lp - 1 + N))
+def pass_stats(log) -> dict:
+    """MAT and per-token acceptance from the harness's per-turn log (see the module docstring)."""
+    sent = np.asarray(log["sent"], bool)
+    toks = np.asarray(log["tokens"], np.int64)
+    d = toks[sent]
+    if d.size == 0:
+        return {}
+    out = {"mat": float(d.mean()), "cloud_passes": int(sent.sum())}
+    # A row's last pass is cut at gen_len: leave it out of the acceptance.
+    last = sent & (np.cumsum(sent[::-1], 0)[::-1] == 1)
+    full = toks[sent & ~last]
+    if full.size and full.max() > 1:
+        top = int(toks[sent].max())
+        acc = (full - 1).sum()
+        rej = (full < top).sum()
+        out["acceptance_rate"] = float(acc / max(acc + rej, 1))
+        out["gamma_seen"] = top - 1
+    return out
 
 
 def build(spec, data_dir, seed, log=print):
     c = spec.config
-    for k in ("prompt_len", "gen_len", "n_train", "n_test", "edge", "cloud", "latency"):
+    for k in ("prompt_len", "gen_len", "n_train", "n_test", "edge", "cloud", "edge_budgets"):
         if k not in c:
             raise TaskError(f"task {spec.name}: config lacks '{k}'; fix the TaskSpec")
     Lp, N = c["prompt_len"], c["gen_len"]
@@ -109,52 +144,53 @@ def build(spec, data_dir, seed, log=print):
         cfgs[role] = cfg
     prompts = test[:, :Lp]
     ref = greedy_generate(cfgs["cloud"], params["cloud"], prompts, N)
-    f_edge = flops_per_position(cfgs["edge"], params["edge"])
-    f_cloud = flops_per_position(cfgs["cloud"], params["cloud"])
-    lat = dict(c["latency"])
-    ctx = api.TaskContext(
+    # Cloud-only streaming, the speed-up's reference: its log under the harness's rules.
+    stream = streaming_log(Lp, N, decode_flops(cfgs["cloud"], params["cloud"], Lp - 1),
+                           decode_flops(cfgs["cloud"], params["cloud"], 1))
+    from lsbench.metering import profiles
+    budgets = dict(c["edge_budgets"])
+    common = dict(
         task=spec.name, version=spec.version, track="infer", num_classes=g["vocab"],
-        input_shape=(Lp,), models={r: T.lm_def(cfgs[r], f"pcfg-{r}") for r in cfgs}, params=params,
-        budgets={"max_turns": N + 1},
-        extras={"input_keys": ("x",), "prompt_len": Lp, "gen_len": N, "vocab": g["vocab"],
-                "max_gamma": MAX_GAMMA, "latency": lat})
+        input_shape=(Lp,), models={r: T.lm_def(cfgs[r], f"pcfg-{r}") for r in cfgs},
+        budgets=budgets, input_keys=("x",), batch_size=c["batch_size"], max_turns=N + 1,
+        profiles=api.NetworkProfiles(profiles.networks(), profiles.devices(), spec.headline_profile),
+        vocab=g["vocab"], prompt_len=Lp, gen_len=N, max_gamma=MAX_GAMMA)
+    edge_view = api.InferView(side="edge", params={"edge": params["edge"]}, **common)
+    cloud_view = api.InferView(side="cloud", params={"cloud": params["cloud"]},
+                               calib={"x": calib[:, :Lp]}, **common)
 
     def metrics_fn(preds, test, log):
-        from lsbench.metering import profiles
         toks = np.asarray(preds["tokens"])
-        passes = np.maximum(np.asarray(preds["passes"]), 1)
         tokens = toks.size
         out = {"token_match_greedy": float((toks == test["cloud_greedy"]).mean()),
                "lossless": float(np.array_equal(toks, test["cloud_greedy"])),
                "cloud_passes_per_token": float(np.asarray(log["sent"]).sum() / tokens)}
-        if np.asarray(preds["drafted"]).sum() > 0:
-            acc = np.asarray(preds["accepted"])
-            out["mat"] = float(((acc + passes) / passes).mean())
-            out["acceptance_rate"] = float(acc.sum() / np.asarray(preds["drafted"]).sum())
+        out.update(pass_stats(log))
         for k in ("bytes_up", "bytes_down", "edge_flops", "cloud_flops"):
             out[f"{k}_per_token"] = float(np.asarray(log[k]).sum() / tokens)
-        fn = make_latency_fn(lat, f_edge, f_cloud)
-        dev = profiles.devices()
-        for name, net in profiles.networks().items():
-            ms = float(fn(log, net, dev).mean()) / N * 1e3
+        mine, base = profiles.derived(log), profiles.derived(stream)
+        for name in mine:
+            ms = mine[name]["latency_mean_s"] / N * 1e3
             out[f"ms_per_token_{name}"] = ms
-            out[f"speedup_{name}"] = streaming_latency(lat, net, Lp, N) / N * 1e3 / ms
+            if ms > 0:
+                out[f"speedup_{name}"] = base[name]["latency_mean_s"] / N * 1e3 / ms
         return finite(out)
 
     return InferInstance(
-        ctx=ctx, calib={"x": calib[:, :Lp]}, test={"x": prompts, "cloud_greedy": ref},
-        batch_size=c["batch_size"], max_turns=N + 1, metrics_fn=metrics_fn,
-        latency_fn=make_latency_fn(lat, f_edge, f_cloud), hashes=hashes)
+        edge_view=edge_view, cloud_view=cloud_view, calib={"x": calib[:, :Lp]},
+        test={"x": prompts, "cloud_greedy": ref}, batch_size=c["batch_size"], max_turns=N + 1,
+        metrics_fn=metrics_fn, hashes=hashes, edge_budgets=budgets)
 
 
-_LAT = {"edge_step_s": 0.002, "cloud_pass_s": 0.020, "cloud_token_s": 0.0005}
+# Edge budgets (checked by the harness): what one edge may hold and spend per prompt.
+_BUDGETS = {"param_bytes": 1 << 20, "flops_per_example": 200_000_000}
 _BASE = {"family": "pcfg", "grammar_seed": 3, "data_seed": 5, "model_seed": 13, "n_calib": 64,
-         "train_batch": 32, "latency": _LAT}
+         "train_batch": 32, "edge_budgets": _BUDGETS}
 
 TASK = TaskSpec(
-    name="infer/pcfg-specdec", version="1", track="infer", tier="default",
+    name="infer/pcfg-specdec", version="2", track="infer", tier="default",
     description="Edge-draft / cloud-verify speculative decoding of 64 tokens on a PCFG language; "
-                "MAT, acceptance, bytes and FLOPs per token, modelled speed-up per network.",
+                "MAT, acceptance, bytes and FLOPs per token, speed-up per network profile.",
     primary_metric="speedup_lte", headline_profile="lte",
     config={**_BASE, "prompt_len": 8, "gen_len": 64, "n_train": 4000, "n_test": 256, "batch_size": 256,
             "edge": {"d": 32, "layers": 1, "heads": 2, "steps": 500, "lr": 3e-3},
@@ -162,7 +198,7 @@ TASK = TaskSpec(
     builder=build)
 
 SMALL = TaskSpec(
-    name="infer/pcfg-specdec-small", version="1", track="infer", tier="small",
+    name="infer/pcfg-specdec-small", version="2", track="infer", tier="small",
     description="CI-sized pcfg-specdec: 16 tokens, smaller models.",
     primary_metric="speedup_lte", headline_profile="lte",
     config={**_BASE, "prompt_len": 8, "gen_len": 16, "n_train": 1500, "n_test": 64, "batch_size": 64,

@@ -5,10 +5,16 @@ Data: ``lsbench.data.shapes`` (train / calib / test, fixed data seed); the run
 seed only seeds the method. Reference models (``lsbench.models.vision``) are
 trained by the task's recipe and cached under ``<data_dir>/models``:
 split -> edge CNN + cloud CNN with named split points; exit -> a multi-exit
-net whose edge part ends at an early exit (``edge`` = exit 1, ``cloud`` = the
-final exit). Methods get them in ``ctx.params``; ``ctx.public`` holds the
-calibration images (unlabelled); ``ctx.extras`` holds ``mode``, the network
-and device ``profiles``, reference accuracies and model training times.
+net whose edge part ends at an early exit (``models['edge']`` = exit 1,
+``models['cloud']`` = the final exit).
+
+Sides: split -- the edge view holds the edge CNN's params (``params['edge']``),
+the cloud view the cloud CNN's (``params['cloud']``); exit -- the multi-exit
+network is the cloud's (``params['cloud']``) and the edge view holds no
+params: a method that runs exit 1 on the device ships that part down in its
+setup package (billed). The calibration split (``calib = {'x', 'y'}``) is the
+cloud's. Both views know ``mode``, the network and device ``profiles``,
+``raw_bytes`` and ``pred_bytes``.
 
 Metrics (besides the harness's per-example bytes, FLOPs, messages, offload
 rate and per-profile latency): ``accuracy`` (and by difficulty),
@@ -40,20 +46,7 @@ def _models(mode: str, cfg):
     if mode == "split":
         return {"edge": vision.edge_cnn(), "cloud": vision.cloud_cnn()}
     me = vision.multi_exit()
-    ex, at = me.info["exit"], me.info["exit_at"]
-    exit1 = api.ModelDef("multi-exit/exit1", init=me.init,
-                         apply=lambda p, x: ex(p, me.info["run"](p, x, "input", at)),
-                         features=me.features, head=lambda p, f: ex(p, f), info=me.info)
-    return {"edge": exit1, "cloud": me}
-
-
-def _train_time(data_dir, name, key):
-    path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), "models", name, key, "recipe.json")
-    try:
-        with open(path) as f:
-            return float(json.load(f).get("train_s", 0.0))
-    except (OSError, ValueError):
-        return 0.0
+    return {"edge": vision.exit_model(me), "cloud": me}
 
 
 def _ref_accuracy(data_dir, models, params, test, keys):
@@ -86,37 +79,47 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
     data, data_hash = shapes.load(data_dir, cfg["sizes"], cfg["data_seed"])
     train, calib, test = data["train"], data["calib"], data["test"]
     models = _models(mode, cfg)
-    params, keys, train_s, done = {}, {}, {}, {}
+    params, keys, done = {}, {}, {}
     for role, md in models.items():
-        base = md.name.split("/")[0]  # the exit task's two roles share one network
+        if "exit_of" in md.info:  # the exit task's two roles share one network
+            md = models["cloud"]
+        base = md.name
         if base not in done:
             rc = dict(cfg["train"])
-            recipe = {"family": "shapes", "model": base, "data": data_hash, **rc,
-                      "arch": {k: v for k, v in md.info.items() if isinstance(v, (int, str, tuple))}}
+            arch = {k: v for k, v in md.info.items() if isinstance(v, (int, str, tuple))}
+            arch["stages"] = md.stages
+            recipe = {"family": "shapes", "model": base, "data": data_hash, **rc, "arch": arch}
             done[base] = cached_params(data_dir, f"shapes-{base}", recipe,
                                        lambda md=md, rc=rc: vision.train_classifier(
                                            md, train["x"], train["y"], **rc))
-            train_s[base] = _train_time(data_dir, f"shapes-{base}", done[base][1])
         params[role], keys[role] = done[base]
     ref = _ref_accuracy(data_dir, models, params, test, [keys["edge"], keys["cloud"], data_hash])
-    nets, dev = profiles.networks(), profiles.devices()
-    cloud_flops = sum(t["flops"] for t in vision.stage_table(models["cloud"]).values())
-    lte = nets[spec.headline_profile]
-    cloud_only_lat = (lte["rtt_s"] + RAW_BYTES * 8 / lte["up_bps"] + PRED_BYTES * 8 / lte["down_bps"]
-                      + cloud_flops / dev["cloud"]["flops_per_s"])
-
-    ctx = api.TaskContext(
+    budgets = dict(cfg["edge_budgets"])
+    common = dict(
         task=spec.name, version=spec.version, track="infer", num_classes=shapes.NUM_CLASSES,
-        input_shape=vision.IMAGE, models=models,
-        params=params, public=calib["x"], budgets={"max_turns": 2},
-        extras={"mode": mode, "input_keys": ("x",), "profiles": {"network": nets, "device": dev},
-                "headline_profile": spec.headline_profile, "ref_accuracy": ref, "train_s": train_s,
-                "raw_bytes": RAW_BYTES, "pred_bytes": PRED_BYTES})
+        input_shape=vision.IMAGE, models=models, budgets=budgets, input_keys=("x",),
+        batch_size=cfg["batch_size"], max_turns=1,
+        profiles=api.NetworkProfiles(profiles.networks(), profiles.devices(), spec.headline_profile),
+        mode=mode, raw_bytes=RAW_BYTES, pred_bytes=PRED_BYTES)
+    calib_view = {"x": calib["x"], "y": calib["y"]}
+    edge_view = api.InferView(side="edge", params={"edge": params["edge"]} if mode == "split" else {},
+                              **common)
+    cloud_view = api.InferView(side="cloud", params={"cloud": params["cloud"]}, calib=calib_view,
+                               **common)
+    # The fallback of the split task's primary metric: cloud-only (raw pixels up, the
+    # class down, the whole cloud model) under the harness's latency model.
+    cloud_flops = sum(t["flops"] for t in vision.stage_table(models["cloud"]).values())
+    raw_log = {k: np.zeros((1, 1), np.int64) for k in ("edge_flops", "edge_flops_all", "cloud_flops_all")}
+    raw_log.update(cloud_flops=np.full((1, 1), cloud_flops), bytes_up=np.full((1, 1), RAW_BYTES),
+                   bytes_down=np.full((1, 1), PRED_BYTES), messages=np.full((1, 1), 2),
+                   sent=np.ones((1, 1), bool), active=np.ones((1, 1), bool))
+    head = spec.headline_profile
+    cloud_only_lat = profiles.derived(raw_log)[head]["latency_mean_s"]
 
     def metrics_fn(preds, test, log):
         ok = np.asarray(preds["pred"]) == np.asarray(test["y"])
         acc = float(ok.mean())
-        lat = float(np.mean(profiles.turn_latency(log, lte, dev)))
+        lat = profiles.derived(log)[head]["latency_mean_s"]
         gap = 100.0 * (ref["cloud"] - acc)
         out = {"accuracy": acc, "acc_gap_to_cloud_pt": gap, "within_1pt": float(gap <= 1.0),
                "latency_lte_s": lat, "ref_cloud_accuracy": ref["cloud"], "ref_edge_accuracy": ref["edge"]}
@@ -131,16 +134,16 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
         return out
 
     hashes = {"data": data_hash, **{f"model_{r}": k for r, k in keys.items()}}
-    return InferInstance(ctx=ctx, calib={"x": calib["x"], "y": calib["y"]},
+    return InferInstance(edge_view=edge_view, cloud_view=cloud_view, calib=calib_view,
                          test={"x": test["x"], "y": test["y"], "difficulty": test["difficulty"]},
-                         batch_size=cfg["batch_size"], max_turns=2, metrics_fn=metrics_fn,
-                         hashes=hashes)
+                         batch_size=cfg["batch_size"], max_turns=1, metrics_fn=metrics_fn,
+                         hashes=hashes, edge_budgets=budgets)
 
 
 def _spec(name, mode, tier, sizes, train, batch_size):
     split = mode == "split"
     return TaskSpec(
-        name=name, version="1", track="infer", tier=tier,
+        name=name, version="2", track="infer", tier=tier,
         description=("split a cloud CNN between device and cloud on shapes images; lte latency at "
                      "cloud-only accuracy (within 1 pt)") if split else
                     ("early exit on the device with a cloud fallback on shapes images; share of the "
@@ -148,10 +151,12 @@ def _spec(name, mode, tier, sizes, train, batch_size):
         primary_metric="latency_lte_1pt_s" if split else "gap_recovered",
         higher_is_better=not split, headline_profile="lte",
         config={"family": "shapes", "mode": mode, "sizes": sizes, "data_seed": 0, "train": train,
-                "batch_size": batch_size},
+                "batch_size": batch_size, "edge_budgets": dict(EDGE_BUDGETS)},
         builder=build)
 
 
+# Edge budgets (checked by the harness): what one device may hold and spend per image.
+EDGE_BUDGETS = {"param_bytes": 1 << 20, "flops_per_example": 10_000_000}
 _FULL = {"epochs": 6, "batch": 64, "lr": 3e-3, "seed": 0}
 _SMALL = {"epochs": 3, "batch": 64, "lr": 3e-3, "seed": 0}
 SPLIT = _spec("infer/shapes-split", "split", "default", (8000, 1000, 2000), _FULL, 1000)

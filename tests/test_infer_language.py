@@ -1,9 +1,12 @@
 """Language inference tasks (arith-route, pcfg-specdec): the must-show self-tests.
 
 Tasks are built with tiny configs (few training steps) in a temp data dir; the
-harness's InferLoop runs the methods directly (no run directory).
+harness's InferLoop runs the methods, built per side and sealed as the runner
+does, directly (no run directory).
 """
 import dataclasses
+import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -12,22 +15,37 @@ import pytest
 from scipy import stats
 
 from baselines import routing, specdec
+from lsbench.harness import sealed
 from lsbench.harness.infer_loop import InferLoop
 from lsbench.metering import profiles
-from lsbench.metering.flops import FlopMeter
+from lsbench.metering.flops import count_jaxpr
+from lsbench.models import transformer as TM
 from tasks import infer_arith, infer_pcfg
 from tasks._infer_metrics import cpt, leviathan_mat, routing_curve
 
 
 def run(inst, cls, seed=0, **hp):
-    m = cls(inst.ctx, {**cls.default_hparams, **hp})
-    loop = InferLoop(inst, m, seed, FlopMeter())
+    sealer = sealed.Sealer(sealed.guard_for("infer", inst), meter=count_jaxpr)
+    sides = sealed.build_sides(cls, "infer", inst, {**cls.default_hparams, **hp}, sealer)
+    loop = InferLoop(inst, sides, seed)
+    loop.preflight()
     st = loop.init_state()
     for u in range(loop.num_units):
         st, _, _ = loop.run_unit(st, u)
     out = loop.finish(st, [])
     out["preds"], out["log"] = st["preds"], st["log"]
     return out
+
+
+def setup_costs(inst, cls, **hp):
+    """The metered setup of a method (no batch run)."""
+    sealer = sealed.Sealer(sealed.guard_for("infer", inst), meter=count_jaxpr)
+    sides = sealed.build_sides(cls, "infer", inst, {**cls.default_hparams, **hp}, sealer)
+    return {k: int(v) for k, v in InferLoop(inst, sides, 0).init_state()["costs"].items()}
+
+
+def nbytes(tree):
+    return sum(np.asarray(a).nbytes for a in jax.tree_util.tree_leaves(tree))
 
 
 def tiny(spec, **cfg):
@@ -75,7 +93,7 @@ def test_random_router_recovers_half_the_gap(arith):
 
 
 def test_reference_routers_and_bytes(arith):
-    t, Lq = arith.test, arith.ctx.input_shape[0]
+    t, Lq = arith.test, arith.edge_view.input_shape[0]
     e = run(arith, routing.EdgeOnly)
     c = run(arith, routing.CloudOnly)
     o = run(arith, routing.RouterOracle)
@@ -89,14 +107,28 @@ def test_reference_routers_and_bytes(arith):
     assert c["costs"]["bytes_up"] == N * 4 * Lq and c["costs"]["bytes_down"] == N * 4
     sent = o["log"]["sent"].any(0)
     assert o["costs"]["bytes_up"] == sent.sum() * 4 * Lq
+    # Query-only routing: cloud-only never runs the edge model; the oracle runs it
+    # only for the rows it keeps, each billed what edge-only bills a row.
+    assert c["costs"]["edge_flops"] == 0
+    per_row = e["log"]["edge_flops"].sum(0)
+    assert (per_row == per_row[0]).all() and per_row[0] > 0
+    mine = o["log"]["edge_flops"].sum(0)
+    np.testing.assert_array_equal(mine[~sent], per_row[0])
+    np.testing.assert_array_equal(mine[sent], 0)
 
 
 def test_cascade_and_learned_router_span_the_curve(arith):
     lo = run(arith, routing.Cascade, tau=0.0)["metrics"]
     hi = run(arith, routing.Cascade, tau=1.01)["metrics"]
     assert lo["call_rate"] == 0 and hi["call_rate"] == 1
-    lr = run(arith, routing.RouterLearned, threshold=0.2)["metrics"]
-    assert 0 <= lr["call_rate"] <= 1 and np.isfinite(lr["gap_recovered"])
+    lr = run(arith, routing.RouterLearned, threshold=0.2)
+    assert 0 <= lr["metrics"]["call_rate"] <= 1 and np.isfinite(lr["metrics"]["gap_recovered"])
+    # The router is fit on the cloud's calibration split: the edge's params go up,
+    # the fitted weights (one per token plus a bias, fp32) come down; the fit is cloud FLOPs.
+    c = lr["costs"]
+    assert c["setup_bytes_up"] == nbytes(arith.edge_view.params["edge"])
+    assert c["setup_bytes_down"] == 4 * (arith.edge_view.vocab + 1)
+    assert c["setup_cloud_flops"] > 0 and c["setup_edge_flops"] == 0
 
 
 # ---- speculative decoding ---------------------------------------------------------------
@@ -107,16 +139,27 @@ def test_greedy_specdec_is_lossless_and_bytes_exact(pcfg, gamma):
     np.testing.assert_array_equal(toks, pcfg.test["cloud_greedy"])
     assert f["metrics"]["lossless"] == 1.0 and 1.0 <= f["metrics"]["mat"] <= gamma + 1
     passes = f["log"]["sent"].sum(0)
-    Lp = pcfg.ctx.extras["prompt_len"]
+    Lp, N = pcfg.edge_view.prompt_len, pcfg.edge_view.gen_len
+    # The prompt goes up once, gamma int32 drafts per pass; (a, token) come down.
     np.testing.assert_array_equal(f["log"]["bytes_up"].sum(0), 4 * Lp + 4 * gamma * passes)
     np.testing.assert_array_equal(f["log"]["bytes_down"].sum(0), 8 * passes)
+    # The harness's own token log: every row delivers gen_len tokens, at most gamma + 1 per pass.
+    tok = f["log"]["tokens"]
+    np.testing.assert_array_equal(tok.sum(0), N)
+    assert tok[f["log"]["sent"]].max() <= gamma + 1 and (tok[~f["log"]["sent"]] == 0).all()
+    assert f["metrics"]["mat"] == pytest.approx(tok.sum() / passes.sum())
 
 
 def test_cloud_only_streaming_is_the_speedup_baseline(pcfg):
     f = run(pcfg, specdec.CloudOnly)
     np.testing.assert_array_equal(f["preds"]["tokens"], pcfg.test["cloud_greedy"])
+    Lp, N = pcfg.edge_view.prompt_len, pcfg.edge_view.gen_len
+    # One pass per token; the prompt up once, then empty requests on the open stream.
+    np.testing.assert_array_equal(f["log"]["sent"].sum(0), N)
+    np.testing.assert_array_equal(f["log"]["bytes_up"].sum(0), 4 * Lp)
+    assert f["costs"]["edge_flops"] == 0 and f["metrics"]["mat"] == 1.0
     for name in profiles.networks():
-        assert f["metrics"][f"speedup_{name}"] == pytest.approx(1.0, rel=1e-6)
+        assert f["metrics"][f"speedup_{name}"] == pytest.approx(1.0, rel=1e-9)
 
 
 @pytest.mark.parametrize("alpha,gamma", [(0.5, 2), (0.8, 4), (0.9, 8), (0.3, 1)])
@@ -155,28 +198,74 @@ def test_sampling_specdec_runs_and_keeps_bytes(pcfg):
     assert f["preds"]["tokens"].shape == pcfg.test["cloud_greedy"].shape
     assert 0 <= f["metrics"]["acceptance_rate"] <= 1
     passes = f["log"]["sent"].sum(0)
-    Lp = pcfg.ctx.extras["prompt_len"]  # ids + k=8 (fp16 prob + int32 id) per draft
+    Lp = pcfg.edge_view.prompt_len  # ids + k=8 (fp16 prob + int32 id) per draft
     np.testing.assert_array_equal(f["log"]["bytes_up"].sum(0), 4 * Lp + passes * 2 * (4 + 8 * (2 + 4)))
+    assert f["costs"]["setup_bytes_up"] == 0
+    # Ids only: the cloud recomputes the draft distributions with the edge model,
+    # which goes up once in setup (billed).
+    g = setup_costs(pcfg, specdec.SpecDec, gamma=2, temperature=1.0)
+    assert g["setup_bytes_up"] == nbytes(pcfg.edge_view.params["edge"])
+    assert g["setup_bytes_down"] == 0
+
+
+def _speedup(log, stream, net):
+    prof = dict(profiles.load(), network={"x": net})
+    return (profiles.derived(stream, profiles=prof)["x"]["latency_mean_s"]
+            / profiles.derived(log, profiles=prof)["x"]["latency_mean_s"])
 
 
 def test_network_crossover(pcfg):
-    """Drafting wins on lan/wifi with many tokens per pass and loses on lte/weak with few."""
-    lat, Lp, N = pcfg.ctx.extras["latency"], pcfg.ctx.extras["prompt_len"], 64
-    fe = infer_pcfg.flops_per_position(infer_pcfg.T.config_of(pcfg.ctx.models["edge"]), pcfg.ctx.params["edge"])
-    fc = infer_pcfg.flops_per_position(infer_pcfg.T.config_of(pcfg.ctx.models["cloud"]), pcfg.ctx.params["cloud"])
-    fn = infer_pcfg.make_latency_fn(lat, fe, fc)
+    """From metered counts only: drafting pays a round trip per pass, streaming one in
+    all, so drafting wins on a fast link with many tokens per pass and loses on slow ones."""
+    v, N = pcfg.cloud_view, 64
+    cfg_e, cfg_c = (TM.config_of(v.models[r]) for r in ("edge", "cloud"))
+    params_c = v.params["cloud"]
+    params_e = pcfg.edge_view.params["edge"]
+    step_c = infer_pcfg.decode_flops(cfg_c, params_c, 1)
+    stream = infer_pcfg.streaming_log(v.prompt_len, N, infer_pcfg.decode_flops(cfg_c, params_c,
+                                                                                v.prompt_len - 1), step_c)
 
-    def speedup(mat, gamma, net):
-        P = int(np.ceil(N / mat))
-        log = {"sent": np.ones((P, 1), bool), "edge_flops": np.full((P, 1), fe * (gamma + 1)),
-               "cloud_flops": np.full((P, 1), fc * (gamma + 1)), "bytes_up": np.full((P, 1), 4 * gamma),
-               "bytes_down": np.full((P, 1), 8)}
-        log["bytes_up"][0] += 4 * Lp
-        return infer_pcfg.streaming_latency(lat, net, Lp, N) / fn(log, net, None)[0]
+    def spec_log(mat, gamma):
+        P = math.ceil(N / mat)
+        log = {"sent": np.ones((P, 1), bool), "active": np.ones((P, 1), bool),
+               "edge_flops": np.full((P, 1), infer_pcfg.decode_flops(cfg_e, params_e, 1) * (gamma + 1)),
+               "cloud_flops": np.full((P, 1), infer_pcfg.decode_flops(cfg_c, params_c, gamma + 1)),
+               "bytes_up": np.full((P, 1), 4 * gamma), "bytes_down": np.full((P, 1), 8)}
+        log["bytes_up"][0] += 4 * v.prompt_len
+        return log
     nets = profiles.networks()
-    hi = leviathan_mat(0.8, 4)
-    assert speedup(hi, 4, nets["lan"]) > 1 and speedup(hi, 4, nets["wifi"]) > 1
-    lo = leviathan_mat(0.3, 4)
-    assert speedup(lo, 4, nets["lte"]) < 1 and speedup(lo, 4, nets["weak"]) < 1
+    hi = spec_log(leviathan_mat(0.8, 4), 4)
+    assert _speedup(hi, stream, nets["lan"]) > 1
+    assert _speedup(hi, stream, nets["lte"]) < 1 and _speedup(hi, stream, nets["weak"]) < 1
+    lo = spec_log(leviathan_mat(0.3, 4), 4)
+    assert _speedup(lo, stream, nets["lan"]) < _speedup(hi, stream, nets["lan"])
     m = run(pcfg, specdec.SpecDec, gamma=2)["metrics"]  # the real run: RTTs cost more on worse links
     assert m["speedup_lan"] > m["speedup_wifi"] > m["speedup_lte"] > m["speedup_weak"]
+
+
+@pytest.fixture(scope="module")
+def pcfg_small(tmp_path_factory):
+    """The CI-sized task itself (models from $LSBENCH_DATA_DIR when prebuilt)."""
+    dd = os.environ.get("LSBENCH_DATA_DIR") or str(tmp_path_factory.mktemp("data"))
+    return infer_pcfg.SMALL.builder(infer_pcfg.SMALL, dd, 0, log=lambda s: None)
+
+
+def test_harness_mat_agrees_with_leviathan(pcfg_small):
+    """MAT and acceptance come from the harness's turn log (tokens delivered per
+    cloud pass), not from the method: on the real task, the measured per-token
+    acceptance a predicts the measured MAT by E = (1 - a^(g+1)) / (1 - a)."""
+    gamma = 4
+    f = run(pcfg_small, specdec.SpecDec, gamma=gamma)
+    log, m = f["log"], f["metrics"]
+    sent, tok = log["sent"], log["tokens"]
+    assert m["lossless"] == 1.0
+    # a from the log: a pass delivering d tokens accepted d - 1 drafts and rejected
+    # one unless it accepted all gamma; a row's last pass (cut at gen_len) left out.
+    last = sent & (np.cumsum(sent[::-1], 0)[::-1] == 1)
+    d = tok[sent & ~last]
+    acc, rej = (d - 1).sum(), (d - 1 < gamma).sum()
+    a = acc / (acc + rej)
+    assert 0.05 < a < 0.95, a
+    assert m["acceptance_rate"] == pytest.approx(a)
+    assert m["mat"] == pytest.approx(tok[sent].mean())
+    assert abs(m["mat"] - leviathan_mat(a, gamma)) <= 0.1 * leviathan_mat(a, gamma), (m["mat"], a)

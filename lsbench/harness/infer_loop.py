@@ -1,12 +1,42 @@
-"""The inference-track loop: batches of examples, each run in metered turns.
+"""The inference-track loop: setup once, then batches of examples, each run in metered turns.
 
-``prepare`` runs once (its FLOPs are setup cost, billed to the cloud: it is
-offline work). Then per batch: ``edge_start``/``cloud_start``, and turns of
-``edge_turn`` -> channel (rows with the send mask) -> ``cloud_turn`` ->
-channel (the same rows) until every row is done or ``max_turns``. The harness
-logs per example and per turn: edge/cloud FLOPs, bytes up/down, sent, active;
-FLOPs are the per-call count divided by the batch size, billed to the rows
-that were active (edge) or sent (cloud). Padded rows are never billed.
+The method is built once per side (``lsbench.harness.sealed``); every call goes
+through its :class:`~lsbench.harness.sealed.Side`, so each function runs as
+its own sealed program and the only values passing between the sides are what
+the channels delivered.
+
+Setup (once; metered): ``edge_setup`` -> channel up -> ``cloud_setup`` ->
+channel down (the package) -> ``edge_install``. Setup messages go through raw
+channels (their exact bytes: ``setup_bytes_up``/``setup_bytes_down``); setup
+FLOPs are ``setup_edge_flops``/``setup_cloud_flops`` (matmul) and ``..._all``.
+
+Per batch of B rows (the last batch padded by repeating its last row):
+``edge_start`` and ``cloud_start(batch_size=B)``; then turns of ``edge_query``
+-> channel up (``Channel.transmit_rows_tree``: rows whose send is set) ->
+``cloud_first_reply`` (turn 0, when defined) or ``cloud_reply`` -> channel
+down (the reply's rows reach the rows that sent) -> ``edge_receive``, until
+every row is done or ``max_turns``; then ``finalize``. A turn in which no
+row sends skips the cloud (the edge receives an empty inbox). A row is done
+once a query marks it done (it still receives that turn's reply); a query
+without a done mask marks the rows it does not send.
+
+Each function is sealed per input structure, so a carry (or uplink) whose
+pytree structure changes after the first turn (e.g. a key ``edge_receive``
+adds) gives the later turns their own programs, metered on their own: a router
+can decide on the query alone in turn 0 and run the edge model in turn 1,
+where only the rows it kept are active.
+
+Billing, per example and turn (``log[key][turn, example]``), padded rows never
+billed: a call's FLOPs divided by B go to every row active in it (edge:
+``edge_query`` + ``edge_receive``; ``edge_start`` on the first turn and
+``finalize`` on the last, to every real row) or that sent (cloud: the reply
+function, plus ``cloud_start`` on a row's first sent turn); bytes are the
+channel's per row; ``messages`` 2 per sent row (up and down); ``sent`` and
+``active`` flags. Generation tasks (``finalize`` returns ``tokens`` int32[B, L])
+also get ``tokens``: the output positions that first hold their final value in
+that turn (the longest prefix equal to the final output, read after every turn;
+positions not generated yet should hold -1). Latency and energy come from
+``lsbench.metering.profiles.derived(log)`` only.
 """
 from __future__ import annotations
 
@@ -17,197 +47,288 @@ import jax.numpy as jnp
 import numpy as np
 
 from lsbench import api
+from lsbench.errors import PluginError
 from lsbench.metering.channel import Channel
-from lsbench.registry import PluginError
 from lsbench.task import InferInstance
 
 LOG_KEYS = ("edge_flops", "cloud_flops", "edge_flops_all", "cloud_flops_all", "bytes_up",
             "bytes_down", "messages")
-
-
-def _rows(msg, send):
-    if isinstance(msg, api.Rows):
-        return api.Rows(msg.data, jnp.asarray(msg.mask, bool) & send)
-    return api.Rows(msg, send)
-
-
-def _transmit(channel, msg, send):
-    """Bills and delivers an uplink/downlink: one ``Rows``, a plain pytree (all
-    rows billed where sent), or a pytree whose leaves are ``Rows`` with their
-    own masks (e.g. a prompt sent once plus drafts every turn). Returns the
-    delivered message in the sender's form and int32[B] bytes per row."""
-    leaves, tdef = jax.tree_util.tree_flatten(msg, is_leaf=lambda x: isinstance(x, api.Rows))
-    if isinstance(msg, api.Rows) or not any(isinstance(l, api.Rows) for l in leaves):
-        got, nbytes = channel.transmit_rows(_rows(msg, send))
-        return (got if isinstance(msg, api.Rows) else got.data), nbytes
-    out, total = [], 0
-    for leaf in leaves:
-        got, nbytes = channel.transmit_rows(_rows(leaf, send))
-        out.append(got if isinstance(leaf, api.Rows) else got.data)
-        total = total + nbytes
-    return jax.tree_util.tree_unflatten(tdef, out), total
+SETUP_KEYS = ("setup_edge_flops", "setup_cloud_flops", "setup_edge_flops_all",
+              "setup_cloud_flops_all", "setup_bytes_up", "setup_bytes_down")
 
 
 def _sds(tree):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), tree)
 
 
+def _zeros(tree):
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
+
+
+def _nbytes(tree) -> int:
+    return int(sum(math.prod(np.shape(a)) * jnp.dtype(jnp.result_type(a)).itemsize
+                   for a in jax.tree_util.tree_leaves(tree)))
+
+
+def _finite(tree):
+    ok = jnp.array(True)
+    for leaf in jax.tree_util.tree_leaves(tree):
+        if jnp.issubdtype(leaf.dtype, jnp.floating):
+            ok = ok & jnp.all(jnp.isfinite(leaf))
+    return ok
+
+
+def _struct(tree):
+    leaves, tdef = jax.tree_util.tree_flatten(tree)
+    return tdef, tuple((tuple(np.shape(x)), str(jnp.result_type(x))) for x in leaves)
+
+
+def _rows_leaves(msg):
+    """The leaves of a message that must lead with the batch (Rows data and masks, plain leaves)."""
+    out = []
+    for leaf in jax.tree_util.tree_leaves(msg, is_leaf=lambda x: isinstance(x, api.Rows)):
+        if isinstance(leaf, api.Rows):
+            out += jax.tree_util.tree_leaves(leaf.data) + [leaf.mask]
+        else:
+            out.append(leaf)
+    return out
+
+
+def _prefix_len(snap, final):
+    """Per row, the longest prefix of ``snap`` [B, L] equal to ``final`` [B, L]."""
+    eq = np.asarray(snap) == np.asarray(final)
+    return np.cumprod(eq, axis=1).sum(1)
+
+
 class InferLoop:
     unit = "batch"
 
-    def __init__(self, inst: InferInstance, method, seed: int, meter):
-        self.inst, self.m, self.meter = inst, method, meter
+    def __init__(self, inst: InferInstance, sides, seed: int, scramble: bool = False):
+        self.inst, self.sides = inst, sides
+        self.edge, self.cloud = sides.edge_of(), sides.cloud
+        self.name = self.edge.manifest.name
         self.root = jax.random.PRNGKey(seed)
         test = inst.test
         self.N = len(next(iter(test.values())))
         self.B = min(inst.batch_size, self.N)
         self.T = inst.max_turns
         self.num_units = math.ceil(self.N / self.B)
-        keys = inst.ctx.extras.get("input_keys", ("x",))
-        if method.manifest.reference == "oracle":
-            keys = tuple(test)
-        self.keys = tuple(keys)
-        hp = method.hp
-        self.up = Channel(hp.get("codec_up", method.codec_up))
-        self.down = Channel(hp.get("codec_down", method.codec_down))
-        m = method
-        self.j_start = jax.jit(m.edge_start)
-        self.j_cstart = jax.jit(m.cloud_start, static_argnums=1)
-        self.j_edge = jax.jit(self._edge_turn)
-        self.j_cloud = jax.jit(self._cloud_turn)
-        self.j_cloud0 = jax.jit(lambda *a: self._cloud_turn(*a, first=True))
-        self.j_final = jax.jit(m.finalize)
-        self._abs = None
+        keys = tuple(inst.edge_view.input_keys)
+        if self.edge.manifest.reference == "oracle":  # a reference, never ranked
+            keys += tuple(k for k in inst.oracle_keys if k not in keys)
+        self.keys = keys
+        hp = self.edge.hp
+        self.up = Channel(hp.get("codec_up", self.edge.codec_up), scramble=scramble)
+        self.down = Channel(hp.get("codec_down", self.cloud.codec_down), scramble=scramble)
+        self.setup_up = Channel("raw", scramble=scramble)
+        self.setup_down = Channel("raw", scramble=scramble)
+        self.j_start = jax.jit(lambda es, batch: self.edge("edge_start", es, batch))
+        self.j_cstart = jax.jit(lambda cs: self.cloud("cloud_start", cs, batch_size=self.B))
+        self.j_query = jax.jit(self._query)
+        self.j_reply = jax.jit(self._reply, static_argnames="first")
+        self.j_receive = jax.jit(lambda es, carry, inbox, key: self.edge("edge_receive", es, carry,
+                                                                         inbox, key))
+        self.j_final = jax.jit(lambda es, carry: self.edge("finalize", es, carry))
+        self._turn_cost = {}
+        self._static = None
+        self._setup = None
 
-    # ---- jitted turn halves (the channel runs inside them) -------------------
-    def _edge_turn(self, es, carry, inbox, active, key):
-        carry, up, send, done = self.m.edge_turn(es, carry, inbox, key)
-        send = jnp.asarray(send, bool) & active
-        delivered, ubytes = _transmit(self.up, up, send)  # the cloud gets what the edge sent
-        return carry, delivered, send, jnp.asarray(done, bool), ubytes
+    # ---- the sides' halves of a turn (each side's program is sealed; the channel runs here)
+    def _cloud_fn(self, first):
+        return "cloud_first_reply" if first and self.cloud.has("cloud_first_reply") else "cloud_reply"
 
-    def _cloud_fn(self, first=False):
-        return (self.m.cloud_first_turn if first and self.m.cloud_first_turn is not None
-                else self.m.cloud_turn)
+    def _query(self, es, carry, active, key):
+        q = self.edge("edge_query", es, carry, key)
+        if not isinstance(q, api.Query):
+            raise PluginError(f"method {self.name}: edge_query must return an api.Query, "
+                              f"not {type(q).__name__}")
+        send = jnp.asarray(q.send, bool) & active
+        done = ~send if q.done is None else jnp.asarray(q.done, bool)
+        delivered, ubytes = self.up.transmit_rows_tree(q.uplink, send)
+        return q.carry, delivered, send, done, ubytes, _finite(delivered)
 
-    def _cloud_turn(self, cs, ccarry, delivered, send, key, first=False):
-        ccarry, down = self._cloud_fn(first)(cs, ccarry, delivered, key)
-        got, dbytes = self.down.transmit_rows(_rows(down, send))
-        return ccarry, api.Inbox(got.data, send), dbytes
+    def _reply(self, cs, ccarry, delivered, send, key, first=False):
+        ccarry, reply = self.cloud(self._cloud_fn(first), cs, ccarry, delivered, key)
+        got, dbytes = self.down.transmit_rows_tree(reply, send)
+        return ccarry, api.Inbox(got, send), dbytes, _finite(got)
 
+    # ---- setup -----------------------------------------------------------------
+    def _run_setup(self, abstract=False):
+        """Runs (or, abstract, traces) setup; returns (edge state, cloud state, costs)."""
+        ke, kc, ki = jax.random.split(jax.random.fold_in(self.root, 0), 3)
+
+        def chain(ke, kc, ki):
+            es0, up = self.edge("edge_setup", ke)
+            up_d, ub = self.setup_up.transmit(up, True)
+            cs, pkg = self.cloud("cloud_setup", up_d, kc)
+            pkg_d, db = self.setup_down.transmit(pkg, True)
+            es = self.edge("edge_install", es0, pkg_d, ki)
+            return es, cs, (es0, up_d, pkg_d), ub, db
+
+        if abstract:
+            es, cs, mid, ub, db = jax.eval_shape(chain, ke, kc, ki)
+        else:  # eagerly: setup runs once, and its constants (a calibration split) stay out of XLA
+            es, cs, mid, ub, db = chain(ke, kc, ki)
+        es0, up_d, pkg_d = mid
+        fe = self.edge.flops("edge_setup", ke) + self.edge.flops("edge_install", es0, pkg_d, ki)
+        fc = self.cloud.flops("cloud_setup", up_d, kc)
+        costs = None if abstract else {
+            "setup_edge_flops": int(fe.matmul), "setup_cloud_flops": int(fc.matmul),
+            "setup_edge_flops_all": int(fe.total), "setup_cloud_flops_all": int(fc.total),
+            "setup_bytes_up": int(ub), "setup_bytes_down": int(db)}
+        return es, cs, costs
+
+    # ---- shapes, checks and per-call FLOPs ---------------------------------------
     def _batch(self, u):
         lo, hi = u * self.B, min((u + 1) * self.B, self.N)
         pad = self.B - (hi - lo)
         batch = {}
         for k in self.keys:
+            if k not in self.inst.test:
+                raise PluginError(f"task {self.inst.edge_view.task} has no test key '{k}' "
+                                  "(input_keys / oracle_keys)")
             a = np.asarray(self.inst.test[k][lo:hi])
             batch[k] = np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a
         return batch, lo, hi
 
-    def _abstract(self, es, cs):
-        """Abstract carry/uplink/downlink, FLOP counts per call, checked once."""
-        if self._abs is not None:
-            return self._abs
-        m, name, B = self.m, self.m.manifest.name, self.B
-        batch = _sds(self._batch(0)[0])
-        k = _sds(self.root)
-        carry = jax.eval_shape(m.edge_start, es, batch)
-        ccarry = jax.eval_shape(lambda c: m.cloud_start(c, B), cs)
-        # The downlink's shape needs the uplink's: trace edge -> cloud once, with
-        # an inbox shaped by the method's downlink_like(B) (empty by default).
-        like = m.downlink_like(B)
-        empty = jax.tree_util.tree_map(lambda l: jnp.zeros(l.shape, l.dtype), like)
+    def _check_lead(self, what, tree):
+        for leaf in _rows_leaves(tree):
+            if np.shape(leaf)[:1] != (self.B,):
+                raise PluginError(f"method {self.name}: every {what} leaf must lead with the batch "
+                                  f"({self.B} rows), got shape {list(np.shape(leaf))}")
 
-        def first(es, cs, carry, ccarry, key):
-            c2, up, send, done = m.edge_turn(es, carry, api.Inbox(empty, jnp.zeros((B,), bool)), key)
-            _, down = m.cloud_turn(cs, ccarry, up, key)
-            return c2, up, send, done, down
-        try:
-            c2, up, send, done, down = jax.eval_shape(first, es, cs, carry, ccarry, k)
-        except (KeyError, TypeError, AttributeError, IndexError) as e:
-            raise PluginError(f"method {name}: edge_turn failed on the first turn's empty inbox "
-                              f"({type(e).__name__}: {e}); define downlink_like(batch_size)") from None
-        from lsbench.harness.preflight import same_structure
-        same_structure(name, "edge_turn (carry)", c2, carry)
-        for what, mask in (("send_mask", send), ("done_mask", done)):
-            if mask.shape != (B,) or mask.dtype != jnp.bool_:
-                raise PluginError(f"method {name}: edge_turn's {what} must be bool[{B}], "
+    def _static_costs(self, es, cs):
+        """FLOPs of edge_start and cloud_start; the abstract predictions (traced
+        through the turns until the carries' structure settles)."""
+        if self._static is None:
+            batch = _sds(self._batch(0)[0])
+            carry = self.edge.shape("edge_start", es, batch)
+            ccarry = self.cloud.shape("cloud_start", cs, batch_size=self.B)
+            seen = set()
+            for t in range(self.T):
+                key = (_struct(carry), _struct(ccarry), t == 0)
+                if key in seen:
+                    break
+                seen.add(key)
+                carry, ccarry = self._costs(es, cs, carry, ccarry, t == 0)["next"]
+            preds = self.edge.shape("finalize", es, carry)
+            if not isinstance(preds, dict):
+                raise PluginError(f"method {self.name}: finalize must return a dict of arrays, "
+                                  f"e.g. {{'pred': int32[B]}}")
+            self._check_lead("finalize output", preds)
+            self._static = {
+                "start": self.edge.flops("edge_start", es, batch),
+                "cstart": self.cloud.flops("cloud_start", cs, batch_size=self.B),
+                "preds": preds,
+            }
+        return self._static
+
+    def _costs(self, es, cs, carry, ccarry, first):
+        """Per-call FLOPs of one turn for this carry structure (sealed and checked once)."""
+        key = (_struct(carry), _struct(ccarry), first)
+        if key in self._turn_cost:
+            return self._turn_cost[key]
+        B, k = self.B, _sds(self.root)
+        active = jax.ShapeDtypeStruct((B,), jnp.bool_)
+        q = self.edge.shape("edge_query", es, carry, k)
+        if not isinstance(q, api.Query):
+            raise PluginError(f"method {self.name}: edge_query must return an api.Query "
+                              f"(carry, uplink, send, done), not {type(q).__name__}")
+        for what, mask in (("send", q.send), ("done", q.done)):
+            if mask is not None and (mask.shape != (B,) or mask.dtype != jnp.bool_):
+                raise PluginError(f"method {self.name}: edge_query's {what} must be bool[{B}], "
                                   f"got {mask.dtype}{list(mask.shape)}")
-        down_rows = down.data if isinstance(down, api.Rows) else down
-        for leaf in jax.tree_util.tree_leaves((up.data if isinstance(up, api.Rows) else up, down_rows)):
-            if leaf.shape[:1] != (B,):
-                raise PluginError(f"method {name}: every uplink/downlink leaf must lead with the "
-                                  f"batch ({B} rows), got shape {list(leaf.shape)}")
-        inbox = api.Inbox(down_rows, jax.ShapeDtypeStruct((B,), jnp.bool_))
-        meter = self.meter
-        self._abs = {
-            "carry": carry, "inbox": inbox,
-            "start": meter.count("edge_start", m.edge_start, es, batch),
-            "edge": meter.count("edge_turn", m.edge_turn, es, carry, inbox, k),
-            "cloud": meter.count("cloud_turn", m.cloud_turn, cs, ccarry, up, k),
-            "cloud0": meter.count("cloud_first_turn", self._cloud_fn(True), cs, ccarry, up, k),
-            "cstart": meter.count("cloud_start", lambda c: m.cloud_start(c, B), cs),
-            "final": meter.count("finalize", m.finalize, es, carry),
-            "preds": jax.eval_shape(m.finalize, es, carry),
+        if q.peer is not None and jax.tree_util.tree_leaves(q.peer):
+            raise PluginError(f"method {self.name}: inference has no edge-to-edge channel; "
+                              "return Query(..., peer=None)")
+        self._check_lead("uplink", q.uplink)
+        qc, delivered, send = jax.eval_shape(self._query, es, carry, active, k)[:3]
+        fname = self._cloud_fn(first)
+        cc2, inbox = jax.eval_shape(lambda *a: self._reply(*a, first=first), cs, ccarry, delivered,
+                                    send, k)[:2]
+        self._check_lead("reply", inbox.msg)
+        c2 = self.edge.shape("edge_receive", es, qc, inbox, k)
+        cost = {
+            "query": self.edge.flops("edge_query", es, carry, k),
+            "receive": self.edge.flops("edge_receive", es, qc, inbox, k),
+            "reply": self.cloud.flops(fname, cs, ccarry, delivered, k),
+            "inbox": inbox, "next": (c2, cc2),
         }
-        return self._abs
+        self._turn_cost[key] = cost
+        return cost
 
-    # ---- the loop protocol ----------------------------------------------------
+    def preflight(self):
+        es, cs, _ = self._run_setup(abstract=True)
+        return self._static_costs(es, cs)
+
+    # ---- the loop protocol -------------------------------------------------------
     def init_state(self):
-        key = jax.random.fold_in(self.root, 0)
-        calib = {k: jnp.asarray(v) for k, v in self.inst.calib.items()}
-        es, cs = jax.jit(self.m.prepare)(calib, key)
-        self.setup = self.meter.count("prepare", self.m.prepare, calib, key)
-        a = self._abstract(es, cs)
+        es, cs, costs = self._run_setup()
+        self._setup = costs
+        st = self._static_costs(es, cs)
         log = {k: np.zeros((self.T, self.N), np.int64) for k in LOG_KEYS}
         log["sent"] = np.zeros((self.T, self.N), bool)
         log["active"] = np.zeros((self.T, self.N), bool)
-        preds = {k: np.zeros((self.N,) + v.shape[1:], v.dtype) for k, v in a["preds"].items()}
-        costs = {k: np.zeros((), np.int64) for k in LOG_KEYS}
-        return {"edge": es, "cloud": cs, "log": log, "preds": preds, "costs": costs}
+        if self._generates(st["preds"]):
+            log["tokens"] = np.zeros((self.T, self.N), np.int64)
+        preds = {k: np.zeros((self.N,) + tuple(v.shape[1:]), v.dtype) for k, v in st["preds"].items()}
+        state_costs = {k: np.zeros((), np.int64) for k in LOG_KEYS}
+        state_costs.update({k: np.int64(v) for k, v in costs.items()})
+        return {"edge": es, "cloud": cs, "log": log, "preds": preds, "costs": state_costs}
 
-    def preflight(self):
-        jax.eval_shape(lambda: None)
-        key = jax.random.fold_in(self.root, 0)
-        calib = {k: _sds(v) for k, v in self.inst.calib.items()}
-        es, cs = jax.eval_shape(self.m.prepare, calib, key)
-        self._abstract(es, cs)
+    @staticmethod
+    def _generates(preds) -> bool:
+        tok = preds.get("tokens") if isinstance(preds, dict) else None
+        return tok is not None and len(tok.shape) == 2 and jnp.issubdtype(tok.dtype, jnp.integer)
 
     def run_unit(self, state, u):
-        a, B = self._abs, self.B
+        B = self.B
         es, cs = state["edge"], state["cloud"]
+        st = self._static_costs(es, cs)
+        gen = self._generates(st["preds"])
         batch, lo, hi = self._batch(u)
         n = hi - lo
         valid = np.arange(B) < n
         bkey = jax.random.fold_in(self.root, u + 1)
         carry = self.j_start(es, batch)
-        ccarry = self.j_cstart(cs, B)
-        inbox = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), a["inbox"])
+        ccarry = self.j_cstart(cs)
+        snaps = []
         done = ~valid
         ever_sent = np.zeros(B, bool)
         log = {k: np.array(v) for k, v in state["log"].items()}
-        ok = True
+        ok, last = True, 0
         for t in range(self.T):
             active = ~done
             if not active.any():
                 break
+            last, first = t, t == 0
+            cost = self._costs(es, cs, carry, ccarry, first)
             tkey = jax.random.fold_in(bkey, t)
-            carry, delivered, send, d, ub = self.j_edge(es, carry, inbox, jnp.asarray(active), tkey)
+            kq, kc, kr = (jax.random.fold_in(tkey, i) for i in range(3))
+            qcarry, delivered, send, d, ub, fin = self.j_query(es, carry, jnp.asarray(active), kq)
             send_np = np.asarray(send)
-            j_cloud = self.j_cloud0 if t == 0 else self.j_cloud
-            ccarry, inbox, db = j_cloud(cs, ccarry, delivered, send, jax.random.fold_in(tkey, 1))
-            ok = ok and bool(_finite(delivered)) and bool(_finite(inbox.msg))
-            first = t == 0
-            ef = a["edge"].matmul + (a["start"].matmul if first else 0)
-            efa = a["edge"].total + (a["start"].total if first else 0)
-            cfx = np.where(send_np & ~ever_sent, a["cstart"].matmul, 0)
-            ca = a["cloud0"] if first else a["cloud"]
+            if send_np.any():
+                ccarry, inbox, db, fin2 = self.j_reply(cs, ccarry, delivered, send, kc, first=first)
+                ok = ok and bool(fin2)
+                db = np.asarray(db, np.int64)
+            else:
+                inbox = api.Inbox(_zeros(cost["inbox"].msg), jnp.zeros((B,), bool))
+                db = np.zeros(B, np.int64)
+            ok = ok and bool(fin)
+            carry = self.j_receive(es, qcarry, inbox, kr)
+            if gen:
+                snaps.append(np.asarray(self.j_final(es, carry)["tokens"]))
+            ef = cost["query"] + cost["receive"]
+            if first:  # every real row is active on the first turn
+                ef = ef + st["start"]
+            cf = cost["reply"]
+            fresh = send_np & ~ever_sent
             row = {
-                "edge_flops": np.where(active, ef, 0) // B,
-                "edge_flops_all": np.where(active, efa, 0) // B,
-                "cloud_flops": (np.where(send_np, ca.matmul, 0) + cfx) // B,
-                "cloud_flops_all": (np.where(send_np, ca.total, 0) + cfx) // B,
-                "bytes_up": np.asarray(ub, np.int64), "bytes_down": np.asarray(db, np.int64),
+                "edge_flops": np.where(active, ef.matmul, 0) // B,
+                "edge_flops_all": np.where(active, ef.total, 0) // B,
+                "cloud_flops": (np.where(send_np, cf.matmul, 0) + np.where(fresh, st["cstart"].matmul, 0)) // B,
+                "cloud_flops_all": (np.where(send_np, cf.total, 0) + np.where(fresh, st["cstart"].total, 0)) // B,
+                "bytes_up": np.asarray(ub, np.int64), "bytes_down": db,
                 "messages": send_np.astype(np.int64) * 2,
             }
             ever_sent |= send_np
@@ -217,13 +338,20 @@ class InferLoop:
             log["active"][t, lo:hi] = active[:n]
             done = done | (np.asarray(d) & active)
         preds = self.j_final(es, carry)
-        last = max(t, 0)
-        log["edge_flops"][last, lo:hi] += a["final"].matmul // B
-        log["edge_flops_all"][last, lo:hi] += a["final"].total // B
+        fin = self.edge.flops("finalize", es, carry)
+        log["edge_flops"][last, lo:hi] += fin.matmul // B
+        log["edge_flops_all"][last, lo:hi] += fin.total // B
+        if gen:
+            final = np.asarray(preds["tokens"])
+            pre = np.maximum.accumulate(np.stack([np.zeros(B, np.int64)]
+                                                 + [_prefix_len(s, final) for s in snaps]), axis=0)
+            delivered = np.diff(pre, axis=0)  # [turns run, B]
+            log["tokens"][:len(delivered), lo:hi] = delivered[:, :n]
         new_preds = {k: np.array(v) for k, v in state["preds"].items()}
         for k, v in preds.items():
             new_preds[k][lo:hi] = np.asarray(v)[:n]
         costs = {k: np.int64(log[k].sum()) for k in LOG_KEYS}
+        costs.update({k: np.int64(v) for k, v in state["costs"].items() if k in SETUP_KEYS})
         return {"edge": es, "cloud": cs, "log": log, "preds": new_preds, "costs": costs}, \
             {"examples_done": hi}, ok
 
@@ -232,6 +360,16 @@ class InferLoop:
 
     def evaluate(self, state):
         return {}
+
+    def edge_footprint(self, state) -> dict:
+        """``param_bytes``: bytes of the edge's installed state (the parameters and
+        tables it holds between batches); ``flops_per_example``: the largest edge
+        matmul FLOPs billed to one test example so far."""
+        log = state["log"]
+        seen = np.asarray(log["active"]).any(0)
+        per = np.asarray(log["edge_flops"]).sum(0)
+        return {"param_bytes": _nbytes(state["edge"]),
+                "flops_per_example": int(per[seen].max()) if seen.any() else 0}
 
     def finish(self, state, rows):
         from lsbench.metering import profiles
@@ -242,18 +380,6 @@ class InferLoop:
         metrics.update({f"{k}_per_example": v for k, v in per.items()})
         metrics["offload_rate"] = float(log["sent"].any(0).mean())
         metrics["turns_mean"] = float(log["active"].sum(0).mean())
-        derived = profiles.derived(log, latency_fn=self.inst.latency_fn)
+        derived = profiles.derived(log)
         costs = {k: int(v) for k, v in state["costs"].items()}
-        if not hasattr(self, "setup"):
-            calib = {k: jnp.asarray(v) for k, v in self.inst.calib.items()}
-            self.setup = self.meter.count("prepare", self.m.prepare, calib, jax.random.fold_in(self.root, 0))
-        costs.update(setup_cloud_flops=int(self.setup.matmul), setup_bytes_up=0, setup_bytes_down=0)
         return {"metrics": metrics, "costs": costs, "derived": derived, "unit": "example", "units": N}
-
-
-def _finite(tree):
-    ok = jnp.array(True)
-    for leaf in jax.tree_util.tree_leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            ok = ok & jnp.all(jnp.isfinite(leaf))
-    return ok

@@ -1,7 +1,9 @@
 """A tiny causal Transformer LM (Flax linen) with KV-cache decoding, plus a
 deterministic trainer. Methods use it as plain functions over param pytrees:
 
-``lm_def(cfg)`` -> api.ModelDef (``apply(params, tokens) -> logits[B, S, V]``);
+``lm_def(cfg)`` -> api.ModelDef (``apply(params, tokens) -> logits[B, S, V]``,
+``decode(params, tokens, pos0, cache)`` and ``init_cache(batch)``: the two
+functions below with the config bound);
 ``init_cache(cfg, B)``; ``decode(cfg, params, tokens[B, S], pos0[B], cache)``
 -> (logits[B, S, V], cache): writes the S new keys/values at absolute positions
 ``pos0 + j`` and attends causally by absolute position, so stale cache entries
@@ -109,7 +111,10 @@ def decode(cfg: LMConfig, params, tokens, pos0, cache):
 
 def lm_def(cfg: LMConfig, name: str) -> api.ModelDef:
     return api.ModelDef(name=name, init=lambda rng: init_params(cfg, rng),
-                        apply=lambda p, x: apply(cfg, p, x), info={"config": cfg.as_dict()})
+                        apply=lambda p, x: apply(cfg, p, x),
+                        decode=lambda p, tokens, pos0, cache: decode(cfg, p, tokens, pos0, cache),
+                        init_cache=lambda batch: init_cache(cfg, batch),
+                        info={"config": cfg.as_dict()})
 
 
 def config_of(model: api.ModelDef) -> LMConfig:

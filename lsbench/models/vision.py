@@ -1,18 +1,23 @@
 """Vision reference models for the inference track (``shapes`` tasks).
 
-Three Flax CNNs on uint8 32x32x3 images, each a list of named *stages* so a
-model can be cut anywhere: ``run(params, x, start, stop)`` runs the stages
-after ``start`` up to and including ``stop`` (``"input"`` is the raw uint8
-image, ``"logits"`` the output).
+Three Flax CNNs on uint8 32x32x3 images, each a list of named *stages*
+(``ModelDef.stages``) so a model can be cut anywhere: ``ModelDef.run(params,
+x, start, stop)`` runs the stages after ``start`` up to and including ``stop``
+(``"input"`` is the raw uint8 image, ``"logits"`` the output).
 
 - ``edge_cnn``: small (2 convs, ~1 MFLOP): the device's own model.
 - ``cloud_cnn``: larger (3 convs + MLP head, ~4.6 MFLOP) with split points
   conv1 (32x32x16), pool1 (16x16x16), pool2 (8x8x32), pool3 (4x4x32).
 - ``multi_exit``: convs to pool2 (8x8x16) on the edge with an early exit
-  there (``exit1``), then conv + MLP to the final exit in the cloud.
+  there (``exit1``), then conv + MLP to the final exit in the cloud;
+  ``exit_model(multi_exit())`` is the early-exit branch as a model of its own
+  (stages ``input .. pool2, logits``; same params).
 
 ``stage_table(model)`` gives each stage's output shape and matmul FLOPs
-(1 multiply-add = 2 FLOPs), for methods that model latency per split.
+(1 multiply-add = 2 FLOPs; the FLOP meter's convention: conv taps that land
+on padding are not counted), for methods that model latency per split.
+``stage_params(model, params, stop)`` is the subset of the params that runs
+the stages up to ``stop`` (what a split or early-exit method ships to the edge).
 """
 from __future__ import annotations
 
@@ -103,7 +108,6 @@ def stage_names(m: Staged) -> tuple:
 
 def _def(name: str, module: Staged, info: dict) -> api.ModelDef:
     x0 = jnp.zeros((1,) + IMAGE, jnp.uint8)
-    split = info.get("default_split", "input")
 
     def init(rng):
         return module.init(rng, x0, method=Staged.init_all)["params"]
@@ -111,12 +115,40 @@ def _def(name: str, module: Staged, info: dict) -> api.ModelDef:
     def run(p, x, start="input", stop="logits"):
         return module.apply({"params": p}, x, start, stop)
 
-    info = dict(info, run=run, stages=stage_names(module), module=module)
-    if module.exit_at:
-        info["exit"] = lambda p, h: module.apply({"params": p}, h, method=Staged.early_exit)
+    # info: documented facts (the cache recipe hashes its int/str/tuple entries);
+    # ``module`` is the Flax module itself.
     return api.ModelDef(name=name, init=init, apply=lambda p, x: run(p, x),
-                        features=lambda p, x: run(p, x, "input", split),
-                        head=lambda p, f: run(p, f, split, "logits"), info=info)
+                        stages=stage_names(module), run=run, info=dict(info, module=module))
+
+
+def exit_model(me: api.ModelDef) -> api.ModelDef:
+    """The early-exit branch of a multi-exit model as a model of its own: stages
+    ``input`` .. ``exit_at`` then ``logits`` (the exit head); it runs on the same
+    params (only the prefix stages and ``exit1`` are read)."""
+    at, module = me.info["exit_at"], me.info["module"]
+    names = me.stages[: me.stages.index(at) + 1] + ("logits",)
+
+    def run(p, x, start="input", stop="logits"):
+        if start not in names or stop not in names or names.index(stop) < names.index(start):
+            raise ValueError(f"cannot run stages {start}->{stop}; stages are {names}")
+        if start == "logits":
+            return x
+        h = me.run(p, x, start, at if stop == "logits" else stop)
+        return module.apply({"params": p}, h, method=Staged.early_exit) if stop == "logits" else h
+
+    return api.ModelDef(name=f"{me.name}/exit1", init=me.init, apply=lambda p, x: run(p, x),
+                        stages=names, run=run, info=dict(me.info, exit_of=me.name))
+
+
+def stage_params(model: api.ModelDef, params, stop: str) -> dict:
+    """The params that run ``model`` from ``input`` up to ``stop`` (a stage name;
+    for an ``exit_model``, ``logits`` includes the exit head ``exit1``)."""
+    names = model.stages
+    keep = set(names[1: names.index(stop) + 1])
+    if "exit_of" in model.info and stop == "logits":
+        keep = set(names[1:-1]) | {"exit1"}
+    keep = {"out" if k == "logits" else k for k in keep}
+    return {k: v for k, v in params.items() if k in keep}
 
 
 def edge_cnn(classes: int = 10, widths=(8, 16)) -> api.ModelDef:
@@ -141,9 +173,9 @@ def multi_exit(classes: int = 10, widths=(16, 16, 32), hidden: int = 128) -> api
 def stage_table(model: api.ModelDef) -> dict:
     """{stage: {"shape": output shape per example, "flops": matmul FLOPs of the
     stage per example}}; ``flops`` counts convs and dense layers only."""
-    m, run = model.info["module"], model.info["run"]
-    p = jax.eval_shape(model.init, jax.random.PRNGKey(0))
-    names = model.info["stages"]
+    m, run = model.info["module"], model.run
+    p = jax.eval_shape(model.init, jax.ShapeDtypeStruct((2,), jnp.uint32))  # abstract: no array work
+    names = model.stages
     x = jax.ShapeDtypeStruct((1,) + IMAGE, jnp.uint8)
     shapes = {"input": IMAGE}
     for a, b in zip(names, names[1:]):
@@ -154,7 +186,7 @@ def stage_table(model: api.ModelDef) -> dict:
         prev = shapes[names[i - 1]]
         if name in p and "kernel" in p[name] and len(p[name]["kernel"].shape) == 4:
             kh, kw, cin, cout = p[name]["kernel"].shape
-            f = 2 * kh * kw * cin * cout * prev[0] * prev[1]
+            f = 2 * cin * cout * _same_taps(prev[0], kh) * _same_taps(prev[1], kw)
         elif name == "fc":
             f = 2 * math.prod(prev) * m.hidden
         elif name == "logits":
@@ -165,8 +197,15 @@ def stage_table(model: api.ModelDef) -> dict:
     return out
 
 
+def _same_taps(n: int, k: int) -> int:
+    """(output position, tap) pairs of a stride-1 SAME conv along a dimension of
+    size n that land on a real input element (taps on padding are free)."""
+    lo = (k - 1) // 2
+    return sum(1 for o in range(n) for j in range(k) if 0 <= o + j - lo < n)
+
+
 def prefix_flops(model: api.ModelDef, stop: str) -> int:
-    t, names = stage_table(model), model.info["stages"]
+    t, names = stage_table(model), model.stages
     return sum(t[n]["flops"] for n in names[: names.index(stop) + 1])
 
 
@@ -201,14 +240,14 @@ def fit(loss_fn, params, x, y, *, epochs: int, batch: int, lr: float, seed: int)
 def train_classifier(model: api.ModelDef, x, y, *, epochs=8, batch=128, lr=2e-3, seed=0,
                      exit_weight=0.5):
     """Trains a model (and its early exit, weighted ``exit_weight``) from scratch."""
-    run = model.info["run"]
-    exit_fn, at = model.info.get("exit"), model.info.get("exit_at")
+    run, at = model.run, model.info.get("exit_at")
+    ex = exit_model(model).run if at else None
 
     def loss(p, xb, yb):
-        if exit_fn is None:
+        if ex is None:
             return xent(run(p, xb), yb)
         h = run(p, xb, "input", at)
-        return xent(run(p, h, at, "logits"), yb) + exit_weight * xent(exit_fn(p, h), yb)
+        return xent(run(p, h, at, "logits"), yb) + exit_weight * xent(ex(p, h, at, "logits"), yb)
     params = model.init(jax.random.PRNGKey(seed))
     return fit(loss, params, x, y, epochs=epochs, batch=batch, lr=lr, seed=seed)
 
