@@ -47,7 +47,6 @@ as ``digits``) until they fit, which only affects the p95.
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
