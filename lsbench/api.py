@@ -424,7 +424,9 @@ class PlanMethod(_SetupProtocol, Method):
         raise NotImplementedError
 
     def cloud_reply(self, cloud_state, world, uplink, rng) -> PyTree:
-        """(cloud) The reply to a delivered uplink."""
+        """(cloud) The reply to a delivered uplink. The harness runs it on every step of
+        every episode (vmapped), but where the edge did not send, ``world`` and ``uplink``
+        are zeros and the reply is dropped (nothing billed)."""
         raise NotImplementedError
 
     def edge_act(self, edge_state, carry, obs, inbox: Inbox, rng) -> tuple[PyTree, Array]:
