@@ -109,6 +109,24 @@ def _walk_arrays(obj, path: str, out: dict, depth: int = 0, seen=None):
     return out
 
 
+MAX_ROWS = 1 << 16  # rows keyed per hidden array, or checked per constant
+
+
+def _row_keys(tree, path: str) -> dict:
+    """``content key -> path[i]`` of each leading-axis row of each array in ``tree``
+    (rows of fewer than MIN_ASSET elements, or constant rows, are skipped)."""
+    out: dict = {}
+    for kp, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if not _is_array(leaf) or np.ndim(leaf) < 2:
+            continue
+        arr = np.asarray(leaf)
+        for i in range(min(arr.shape[0], MAX_ROWS)):
+            k = _content_key(arr[i])
+            if k is not None:
+                out.setdefault(k, f"{path}{jax.tree_util.keystr(kp)}[{i}]")
+    return out
+
+
 @dataclasses.dataclass
 class Guard:
     """Per side: the content keys of the assets it may not use (``denied``) and of
@@ -125,6 +143,7 @@ class Guard:
             _walk_arrays(v, f"edge view {name}", edge_own)
         cloud_own = _walk_arrays(cloud_view, "cloud view", {})
         hid = _walk_arrays(dict(hidden), "hidden task data", {})
+        hid.update(_row_keys(dict(hidden), "hidden task data"))  # a slice of rows is caught too
         # What both views hold (public splits, shared tables) is no secret of either.
         shared = set(edge_own) & set(cloud_own)
         edge_denied = {k: v for k, v in {**hid, **cloud_own}.items() if k not in edge_own}
@@ -267,6 +286,14 @@ class Sealer:
             if k in denied:
                 raise SealError(f"{side} function {name} holds a constant equal to {denied[k]}, "
                                 f"which the {side} may not see; pass what it needs through the channel")
+            if np.ndim(const) >= 2:  # rows of the constant: a slice of a denied array
+                arr = np.asarray(const)
+                for i in range(min(arr.shape[0], MAX_ROWS)):
+                    rk = _content_key(arr[i])
+                    if rk is not None and rk in denied:
+                        raise SealError(f"{side} function {name} holds a constant whose row {i} equals "
+                                        f"{denied[rk]}, which the {side} may not see; pass what it "
+                                        f"needs through the channel")
             if k[0] >= BIG_CONST and k not in own:
                 raise SealError(f"{side} function {name} holds a {k[0]}-element constant that is no "
                                 f"array of its view (array work outside the meter?); compute it in "
