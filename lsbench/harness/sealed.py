@@ -33,6 +33,7 @@ by random values and flags it if its quality stays above edge-only.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -157,6 +158,46 @@ class Guard:
         return cls(denied={"edge": {}, "cloud": {}}, own={"edge": {}, "cloud": {}})
 
 
+# ----------------------------------------------------------------- eager work
+def _eager_cost(prim, params) -> int:
+    """FLOPs (all ops) of one primitive evaluated eagerly, 0 for data movement."""
+    from lsbench.metering import flops
+    if prim.name in flops.FREE:
+        return 0
+    sub = params.get("jaxpr") if isinstance(params, dict) else None
+    if sub is not None:
+        try:
+            return flops.count_jaxpr(sub).total
+        except Exception:  # noqa: BLE001 - an uncountable program is work too
+            return 1
+    return 1
+
+
+@contextlib.contextmanager
+def no_eager_work(what: str):
+    """Refuses JAX work evaluated eagerly (``jax.ensure_compile_time_eval``, or
+    outside any trace) while ``what`` runs: it would run outside the metered
+    program. Data movement (array creation, casts) is allowed."""
+    from jax._src import core as _core
+    orig = _core.EvalTrace.process_primitive
+    work: list = []
+
+    def spy(self, prim, tracers, params):
+        if _eager_cost(prim, params):
+            work.append(prim.name)
+        return orig(self, prim, tracers, params)
+
+    _core.EvalTrace.process_primitive = spy
+    try:
+        yield
+    finally:
+        _core.EvalTrace.process_primitive = orig
+    if work:
+        raise SealError(f"{what} does eager JAX work ({', '.join(sorted(set(work))[:4])}) outside the "
+                        f"metered program (jax.ensure_compile_time_eval?); let it be traced, in "
+                        f"edge_setup/cloud_setup, so it is metered")
+
+
 # ----------------------------------------------------------------- programs
 def _subjaxprs(eqn):
     for v in eqn.params.values():
@@ -259,7 +300,8 @@ class Sealer:
             return fn(*jax.tree_util.tree_unflatten(tree, full))
 
         try:
-            closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*abstract)
+            with no_eager_work(f"{side} function {name}"):
+                closed, out_shape = jax.make_jaxpr(flat_fn, return_shape=True)(*abstract)
         except jax.errors.UnexpectedTracerError:
             raise SealError(f"{side} function {name} used a value traced in another function "
                             "(a leaked tracer); sides exchange values only through the channel") from None
@@ -361,13 +403,15 @@ def construct(cls, view, hp):
         holder["obj"] = cls(view, hp)
         return 0
 
-    closed = jax.make_jaxpr(build)()
+    with no_eager_work(f"method {name}: its constructor"):
+        closed = jax.make_jaxpr(build)()
     if closed.jaxpr.eqns:
         prims = sorted({e.primitive.name for e in closed.jaxpr.eqns})
         raise SealError(f"method {name}: its constructor does JAX work ({', '.join(prims[:4])}); "
                         f"constructors may only read the view and hyper-parameters: move array "
                         f"work to edge_setup/cloud_setup, where it is metered")
-    obj = cls(view, hp)
+    with no_eager_work(f"method {name}: its constructor"):
+        obj = cls(view, hp)
     own = None
     for attr, val in vars(obj).items():
         if attr in ("view", "hp", "side"):
