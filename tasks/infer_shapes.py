@@ -155,8 +155,9 @@ def _spec(name, mode, tier, sizes, train, batch_size):
         builder=build)
 
 
-# Edge budgets (checked by the harness): what one device may hold and spend per image.
-EDGE_BUDGETS = {"param_bytes": 1 << 20, "flops_per_example": 10_000_000}
+# Edge budgets (checked by the harness): what one device may hold (the cloud CNN up to
+# pool3 is 57 KB) and spend per image (that prefix: 4.0 MFLOPs).
+EDGE_BUDGETS = {"param_bytes": 256 * 1024, "flops_per_example": 10_000_000}
 _FULL = {"epochs": 6, "batch": 64, "lr": 3e-3, "seed": 0}
 _SMALL = {"epochs": 3, "batch": 64, "lr": 3e-3, "seed": 0}
 SPLIT = _spec("infer/shapes-split", "split", "default", (8000, 1000, 2000), _FULL, 1000)

@@ -28,11 +28,12 @@ where only the rows it kept are active.
 
 Billing, per example and turn (``log[key][turn, example]``), padded rows never
 billed: a call's FLOPs divided by B go to every row active in it (edge:
-``edge_query`` + ``edge_receive``; ``edge_start`` on the first turn and
-``finalize`` on the last, to every real row) or that sent (cloud: the reply
+``edge_query`` + ``edge_receive``; ``edge_start`` on the first turn, to every real row) or that sent (cloud: the reply
 function, plus ``cloud_start`` on a row's first sent turn); bytes are the
 channel's per row; ``messages`` 2 per sent row (up and down); ``sent`` and
-``active`` flags. Generation tasks (``finalize`` returns ``tokens`` int32[B, L])
+``active`` flags. A row's prediction is ``finalize``'s output at the end of
+the turn the row was done in (work after that cannot change it), and that
+call's FLOPs are billed to it. Generation tasks (``finalize`` returns ``tokens`` int32[B, L])
 also get ``tokens``: the output positions that first hold their final value in
 that turn (the longest prefix equal to the final output, read after every turn;
 positions not generated yet should hold -1). Latency and energy come from
@@ -53,6 +54,8 @@ from lsbench.task import InferInstance
 
 LOG_KEYS = ("edge_flops", "cloud_flops", "edge_flops_all", "cloud_flops_all", "bytes_up",
             "bytes_down", "messages")
+PER_BATCH = ("edge_start", "edge_query", "edge_receive", "finalize")
+MIN_CONST = 16  # smaller constants (masks, index tables) are not counted as held parameters
 SETUP_KEYS = ("setup_edge_flops", "setup_cloud_flops", "setup_edge_flops_all",
               "setup_cloud_flops_all", "setup_bytes_up", "setup_bytes_down")
 
@@ -296,28 +299,42 @@ class InferLoop:
         done = ~valid
         ever_sent = np.zeros(B, bool)
         log = {k: np.array(v) for k, v in state["log"].items()}
-        ok, last = True, 0
-        for t in range(self.T):
-            active = ~done
-            if not active.any():
+        out = {k: np.zeros((B,) + tuple(v.shape[1:]), v.dtype) for k, v in st["preds"].items()}
+        taken = ~valid  # rows whose prediction is recorded
+        ok = True
+        for t in range(self.T + 1):
+            last = t == self.T or done.all()
+            if t > 0 and (gen or last or (done & ~taken).any()):
+                # A row's prediction is finalize's output at the end of the turn it was done
+                # in (or the last): work done after that cannot change it.
+                final = self.j_final(es, carry)
+                if gen:
+                    snaps.append(np.asarray(final["tokens"]))
+                take = ~taken & (done | last)
+                fin = self.edge.flops("finalize", es, carry)
+                for k, v in final.items():
+                    out[k][take] = np.asarray(v)[take]
+                log["edge_flops"][t - 1, lo:hi] += np.where(take, fin.matmul // B, 0)[:n]
+                log["edge_flops_all"][t - 1, lo:hi] += np.where(take, fin.total // B, 0)[:n]
+                taken |= take
+            if last:
                 break
-            last, first = t, t == 0
+            active = ~done
+            first = t == 0
             cost = self._costs(es, cs, carry, ccarry, first)
             tkey = jax.random.fold_in(bkey, t)
             kq, kc, kr = (jax.random.fold_in(tkey, i) for i in range(3))
-            qcarry, delivered, send, d, ub, fin = self.j_query(es, carry, jnp.asarray(active), kq)
+            qcarry, delivered, send, d, ub, fin_up = self.j_query(es, carry, jnp.asarray(active), kq)
             send_np = np.asarray(send)
             if send_np.any():
-                ccarry, inbox, db, fin2 = self.j_reply(cs, ccarry, delivered, send, kc, first=first)
-                ok = ok and bool(fin2)
+                ccarry, inbox, db, fin_down = self.j_reply(cs, ccarry, delivered, send, kc, first=first)
+                ok = ok and bool(fin_down)
                 db = np.asarray(db, np.int64)
             else:
                 inbox = api.Inbox(_zeros(cost["inbox"].msg), jnp.zeros((B,), bool))
                 db = np.zeros(B, np.int64)
-            ok = ok and bool(fin)
+            ok = ok and bool(fin_up)
             carry = self.j_receive(es, qcarry, inbox, kr)
-            if gen:
-                snaps.append(np.asarray(self.j_final(es, carry)["tokens"]))
             ef = cost["query"] + cost["receive"]
             if first:  # every real row is active on the first turn
                 ef = ef + st["start"]
@@ -337,19 +354,15 @@ class InferLoop:
             log["sent"][t, lo:hi] = send_np[:n]
             log["active"][t, lo:hi] = active[:n]
             done = done | (np.asarray(d) & active)
-        preds = self.j_final(es, carry)
-        fin = self.edge.flops("finalize", es, carry)
-        log["edge_flops"][last, lo:hi] += fin.matmul // B
-        log["edge_flops_all"][last, lo:hi] += fin.total // B
         if gen:
-            final = np.asarray(preds["tokens"])
+            final = out["tokens"]
             pre = np.maximum.accumulate(np.stack([np.zeros(B, np.int64)]
                                                  + [_prefix_len(s, final) for s in snaps]), axis=0)
             delivered = np.diff(pre, axis=0)  # [turns run, B]
             log["tokens"][:len(delivered), lo:hi] = delivered[:, :n]
         new_preds = {k: np.array(v) for k, v in state["preds"].items()}
-        for k, v in preds.items():
-            new_preds[k][lo:hi] = np.asarray(v)[:n]
+        for k, v in out.items():
+            new_preds[k][lo:hi] = v[:n]
         costs = {k: np.int64(log[k].sum()) for k in LOG_KEYS}
         costs.update({k: np.int64(v) for k, v in state["costs"].items() if k in SETUP_KEYS})
         return {"edge": es, "cloud": cs, "log": log, "preds": new_preds, "costs": costs}, \
@@ -361,14 +374,29 @@ class InferLoop:
     def evaluate(self, state):
         return {}
 
+    def _edge_consts(self) -> int:
+        """Bytes of the arrays the edge's per-batch programs hold as constants (a
+        model kept as a constant is held just as one kept in the state)."""
+        seen, total = set(), 0
+        for prog in list(self.sides.sealer._progs.values()):
+            if prog.side != "edge" or prog.name.split("[")[0] not in PER_BATCH:
+                continue
+            for c in prog.closed.consts:
+                if id(c) in seen or not hasattr(c, "dtype") or np.size(c) < MIN_CONST:
+                    continue
+                seen.add(id(c))
+                total += int(np.size(c)) * jnp.dtype(c.dtype).itemsize
+        return total
+
     def edge_footprint(self, state) -> dict:
-        """``param_bytes``: bytes of the edge's installed state (the parameters and
-        tables it holds between batches); ``flops_per_example``: the largest edge
-        matmul FLOPs billed to one test example so far."""
+        """``param_bytes``: bytes the edge holds between batches: its installed
+        state plus the arrays its per-batch programs hold as constants;
+        ``flops_per_example``: the largest edge matmul FLOPs billed to one test
+        example so far."""
         log = state["log"]
         seen = np.asarray(log["active"]).any(0)
         per = np.asarray(log["edge_flops"]).sum(0)
-        return {"param_bytes": _nbytes(state["edge"]),
+        return {"param_bytes": _nbytes(state["edge"]) + self._edge_consts(),
                 "flops_per_example": int(per[seen].max()) if seen.any() else 0}
 
     def finish(self, state, rows):

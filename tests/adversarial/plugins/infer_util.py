@@ -1,0 +1,48 @@
+"""Shared helpers of the inference adversarial tests (not a plugin: no method here)."""
+import importlib.util
+import os
+import sys
+
+PLUGINS = os.path.dirname(os.path.abspath(__file__))
+TASK = "infer/arith-route-small"
+
+
+def plugin(name):
+    """Imports tests/adversarial/plugins/<name>.py once (its classes are passed to lsbench.run)."""
+    modname = f"lsbench_adversarial_{name}"
+    if modname not in sys.modules:
+        spec = importlib.util.spec_from_file_location(modname, os.path.join(PLUGINS, name + ".py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[modname]
+
+
+def data_dir():
+    from lsbench.models.cache import default_data_dir
+    return default_data_dir()
+
+
+def run_loop(inst, cls, hp=None, seed=0, sealed_on=True):
+    """Runs a method on a built instance through the InferLoop, sealed as the runner
+    seals it or (``sealed_on=False``) with sealing switched off (no guard, no
+    inspection): the latter shows that the refusal, not the method, stops a route.
+    Returns (final-like {'metrics', 'costs'}, loop, state)."""
+    from lsbench.harness import sealed
+    from lsbench.harness.infer_loop import InferLoop
+    from lsbench.harness.runner import merge_hparams
+    from lsbench.metering.flops import count_jaxpr
+
+    class Unsealed(sealed.Sealer):
+        def _inspect(self, side, name, closed):
+            return None
+
+    sealer = (sealed.Sealer(sealed.guard_for("infer", inst), meter=count_jaxpr) if sealed_on
+              else Unsealed(sealed.Guard.open(), meter=count_jaxpr))
+    sides = sealed.build_sides(cls, "infer", inst, merge_hparams(cls, hp or {}), sealer)
+    loop = InferLoop(inst, sides, seed)
+    loop.preflight()
+    st = loop.init_state()
+    for u in range(loop.num_units):
+        st, _, _ = loop.run_unit(st, u)
+    return loop.finish(st, []), loop, st
