@@ -321,19 +321,20 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
     every = cfg.checkpoint_every or getattr(loop, "checkpoint_every", None) or max(1, n_units // 10)
     foot = budgets.footprint(loop, state) if limits else {}
     over = budgets.check(limits, foot)
-    status, t0, done = ("over_budget" if over else "completed"), time.time(), start
+    status, t0 = ("over_budget" if over else "completed"), time.time()
+    cur = (start, state)  # (units done, their state): one store, so SIGINT never splits it
     if over:
         log(f"over the task's edge budget before {loop.unit} {start + 1}: {'; '.join(over)}; stopping")
         rd.append_metrics({"step": start, "kind": "budget_check", **foot})  # what was measured
     try:
         for u in range(start, start if over else n_units):
-            state, row, ok = loop.run_unit(state, u)
+            state, row, ok = loop.run_unit(cur[1], u)
             if loop.is_eval_unit(u) or u + 1 == n_units:
                 row.update(loop.evaluate(state))
             row.update({k: int(v) for k, v in state["costs"].items()})
             row.update(step=u + 1, kind=loop.unit, wall_s=round(wall0 + time.time() - t0, 3))
             rd.append_metrics(row)
-            done = u + 1
+            cur = (u + 1, state)
             if not ok:
                 status = "diverged"
                 log(f"{loop.unit} {u + 1}: NaN/Inf in a loss, message or state; stopping (diverged)")
@@ -363,9 +364,13 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
         final["measured"] = measured(sides.sealer, final["costs"])
         rd.write_final(final)
     except KeyboardInterrupt:
-        if done > start and (ckpt.latest() or 0) < done:
-            ckpt.save(done, state)  # the last completed unit
-        ckpt.close()
+        done, last = cur
+        try:
+            if done > start and (ckpt.latest() or 0) < done:
+                ckpt.save(done, last)  # the last completed unit
+            ckpt.close()
+        except Exception:  # noqa: BLE001 - an interrupted save: resume from the one before
+            pass
         raise UsageError(f"interrupted (SIGINT) after {loop.unit} {done}; continue with --resume "
                          f"--workdir={rd.path}") from None
     except Exception as e:  # noqa: BLE001 - user faults become one line, bugs keep their traceback
