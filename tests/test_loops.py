@@ -1,4 +1,4 @@
-"""The inference loop on the tiny plugin: billing per real row, resume, extremes."""
+"""The inference loop on the tiny plugin: billing per real row, setup, flags, resume, extremes."""
 import json
 import os
 
@@ -42,6 +42,29 @@ def test_edge_flops_billed_per_real_example(tmp_path):
     # The edge's only matmul is x @ w (6 x 3) per example: 2*6*3 FLOPs, for 100 rows, not 128 padded ones.
     f = run(tmp_path, INFER_TASK, INFER_METHOD, hparams={"tau": 0.0})
     assert f["costs"]["edge_flops"] == N * 2 * D * 3
+
+
+def test_setup_is_metered_per_side_and_billed(tmp_path):
+    """edge_setup -> channel up -> cloud_setup -> channel down -> edge_install: 6x3 fp32
+    weights each way (72 bytes), one 6x3 @ 3x3 matmul on each side (108 FLOPs)."""
+    f = run(tmp_path, INFER_TASK, os.path.join(PLUGINS, "tiny_infer.py") + ":Distilled")
+    c = f["costs"]
+    assert c["setup_bytes_up"] == c["setup_bytes_down"] == D * 3 * 4
+    assert c["setup_edge_flops"] == c["setup_cloud_flops"] == 2 * D * 3 * 3
+    # The package is the cloud's model: the edge alone now answers like the cloud, and
+    # nothing is sent per example (what it knows came down once, billed).
+    assert f["metrics"]["accuracy"] == 1.0 and c["bytes_up"] == c["bytes_down"] == c["cloud_flops"] == 0
+
+
+def test_partial_rows_pay_a_flag_byte(tmp_path):
+    """A sent row whose message has two Rows leaves, one of them off for it, pays
+    ceil(2 / 8) = 1 flag byte (the channel's rule); padding never pays."""
+    f = run(tmp_path, INFER_TASK, os.path.join(PLUGINS, "tiny_infer.py") + ":Flagged")
+    row = np.concatenate([np.arange(min(32, N - lo)) for lo in range(0, N, 32)])  # row in its batch
+    even = int((row % 2 == 0).sum())
+    odd = N - even
+    assert f["costs"]["bytes_up"] == N * D * 4 + even * 1 * 4 + odd * 1
+    assert f["costs"]["bytes_down"] == N * 4
 
 
 def test_infer_resume_equals_uninterrupted(tmp_path):
