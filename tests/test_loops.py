@@ -2,16 +2,57 @@
 import json
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from lsbench import api
 from lsbench.harness.runner import RunConfig, execute
+from lsbench.registry import load_method
 
 from conftest import PLUGINS
 
 INFER_TASK = os.path.join(PLUGINS, "tiny_infer.py") + ":TASK"
 INFER_METHOD = os.path.join(PLUGINS, "tiny_infer.py") + ":Cascade"
 N, D = 100, 6  # tiny_infer: 100 test rows of 6 float32 features, batch 32 (last batch padded)
+Cascade = load_method(INFER_METHOD)
+
+
+class Distilled(Cascade):
+    """Setup only: the edge sends its weights up, the cloud returns its own (the
+    package), each side multiplies what it got by the identity (metered FLOPs);
+    then the edge answers every row alone."""
+    manifest = api.Manifest(name="tiny-distilled", tracks=("infer",))
+
+    def edge_setup(self, rng):
+        return dict(self.view.params), {"w": self.view.params["edge"]}
+
+    def cloud_setup(self, uplink, rng):
+        seen = uplink["w"] @ jnp.eye(3)  # 2 * 6 * 3 * 3 FLOPs on the cloud
+        return {"cloud": self.view.params["cloud"], "seen": seen}, {"w": self.view.params["cloud"]}
+
+    def edge_install(self, es, package, rng):
+        return dict(es, edge=package["w"] @ jnp.eye(3))  # the same on the edge
+
+    def edge_query(self, es, carry, rng):
+        q = super().edge_query(es, carry, rng)
+        return q._replace(send=jnp.zeros_like(q.send))
+
+
+class Flagged(Cascade):
+    """Sends every row with two Rows leaves: its features, and a second field whose
+    mask is set only for even rows (odd sent rows pay one flag byte)."""
+    manifest = api.Manifest(name="tiny-flagged", tracks=("infer",))
+
+    def edge_query(self, es, carry, rng):
+        q = super().edge_query(es, carry, rng)
+        send = jnp.ones_like(q.send)
+        even = jnp.arange(send.shape[0]) % 2 == 0
+        up = {"x": api.Rows({"x": carry["x"]}, send), "hint": api.Rows({"h": carry["x"][:, :1]}, even)}
+        return q._replace(uplink=up, send=send)
+
+    def cloud_reply(self, cs, cc, up, rng):
+        return super().cloud_reply(cs, cc, {"x": up["x"].data["x"]}, rng)
 
 
 def run(tmp, task, method, name="r", **kw):
@@ -47,7 +88,7 @@ def test_edge_flops_billed_per_real_example(tmp_path):
 def test_setup_is_metered_per_side_and_billed(tmp_path):
     """edge_setup -> channel up -> cloud_setup -> channel down -> edge_install: 6x3 fp32
     weights each way (72 bytes), one 6x3 @ 3x3 matmul on each side (108 FLOPs)."""
-    f = run(tmp_path, INFER_TASK, os.path.join(PLUGINS, "tiny_infer.py") + ":Distilled")
+    f = run(tmp_path, INFER_TASK, Distilled)
     c = f["costs"]
     assert c["setup_bytes_up"] == c["setup_bytes_down"] == D * 3 * 4
     assert c["setup_edge_flops"] == c["setup_cloud_flops"] == 2 * D * 3 * 3
@@ -59,7 +100,7 @@ def test_setup_is_metered_per_side_and_billed(tmp_path):
 def test_partial_rows_pay_a_flag_byte(tmp_path):
     """A sent row whose message has two Rows leaves, one of them off for it, pays
     ceil(2 / 8) = 1 flag byte (the channel's rule); padding never pays."""
-    f = run(tmp_path, INFER_TASK, os.path.join(PLUGINS, "tiny_infer.py") + ":Flagged")
+    f = run(tmp_path, INFER_TASK, Flagged)
     row = np.concatenate([np.arange(min(32, N - lo)) for lo in range(0, N, 32)])  # row in its batch
     even = int((row % 2 == 0).sum())
     odd = N - even

@@ -62,39 +62,3 @@ class Cascade(api.InferMethod):
     def finalize(self, es, carry):
         return {"pred": carry["pred"]}
 
-
-class Distilled(Cascade):
-    """Setup only: the edge sends its weights up, the cloud returns its own (the
-    package), each side multiplies what it got by the identity (metered FLOPs);
-    then the edge answers every row alone."""
-    manifest = api.Manifest(name="tiny-distilled", tracks=("infer",))
-
-    def edge_setup(self, rng):
-        return dict(self.view.params), {"w": self.view.params["edge"]}
-
-    def cloud_setup(self, uplink, rng):
-        seen = uplink["w"] @ jnp.eye(3)  # 2 * 6 * 3 * 3 FLOPs on the cloud
-        return {"cloud": self.view.params["cloud"], "seen": seen}, {"w": self.view.params["cloud"]}
-
-    def edge_install(self, es, package, rng):
-        return dict(es, edge=package["w"] @ jnp.eye(3))  # the same on the edge
-
-    def edge_query(self, es, carry, rng):
-        q = super().edge_query(es, carry, rng)
-        return q._replace(send=jnp.zeros_like(q.send))
-
-
-class Flagged(Cascade):
-    """Sends every row with two Rows leaves: its features, and a second field whose
-    mask is set only for even rows (odd sent rows pay one flag byte)."""
-    manifest = api.Manifest(name="tiny-flagged", tracks=("infer",))
-
-    def edge_query(self, es, carry, rng):
-        q = super().edge_query(es, carry, rng)
-        send = jnp.ones_like(q.send)
-        even = jnp.arange(send.shape[0]) % 2 == 0
-        up = {"x": api.Rows({"x": carry["x"]}, send), "hint": api.Rows({"h": carry["x"][:, :1]}, even)}
-        return q._replace(uplink=up, send=send)
-
-    def cloud_reply(self, cs, cc, up, rng):
-        return super().cloud_reply(cs, cc, {"x": up["x"].data["x"]}, rng)
