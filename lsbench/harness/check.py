@@ -70,7 +70,9 @@ def leak_verdict(real: float, scrambled: float, edge_only: float, higher_is_bett
 
 
 def check_method(method, task=None, data_dir=None, units: int = 2, out=sys.stdout,
-                 leak_test: bool = True) -> int:
+                 leak_test: bool = True, reference=None) -> int:
+    """Runs the checks; returns 0 if all pass. ``reference``: the edge-only method
+    to compare with (default: the task's registered edge-only reference)."""
     spec = load_task(task) if task else pick_task(method)
     cls = load_method(method, spec)
     man = cls.manifest
@@ -88,7 +90,7 @@ def check_method(method, task=None, data_dir=None, units: int = 2, out=sys.stdou
     print(f"{pm} after {units} units: {a['metrics'].get(pm)}", file=out)
     for name, m in sorted((a.get("budget_margins") or {}).items()):
         print(f"budget {name}: used {m.get('used')} of {m.get('limit')} ({m.get('margin')} left)", file=out)
-    ref = edge_reference(spec)
+    ref = load_method(reference, spec) if reference is not None else edge_reference(spec)
     if leak_test and man.reference is None and ref is not None and a["status"] == "completed":
         s = _run(spec, task, method, data_dir, units, scramble=True)
         e = _run(spec, task, ref, data_dir, units)
