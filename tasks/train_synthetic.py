@@ -16,6 +16,9 @@ CONFIG = dict(
     edge=("linear", {}), cloud=("mlp", {"hidden": (64,)}), tiers={"full": 1.0},
     rounds=100, clients_per_round=10, local_epochs=20.0, batch_size=10, max_local_steps=200,
     eval_every=10, stragglers=0.0,
+    # Per edge: the logistic model holds 610 fp32 params; the budget leaves room for
+    # FedGKT's conv stem + head (4,906 params), so every baseline fits.
+    edge_budgets={"param_bytes": 4 * 5000},
 )
 
 TASK = TaskSpec(

@@ -41,9 +41,10 @@ def build_het(spec, data_dir, seed):
     d, k = spec.config["dim"], spec.config["classes"]
     models = {"edge": _mlp(d, k, WIDTHS["full"]), "cloud": _mlp(d, k, 64)}
     models.update({f"edge/{t}": _mlp(d, k, h) for t, h in WIDTHS.items()})
-    extras = {"tiers": tuple(WIDTHS), "tier_width": {t: h / WIDTHS["full"] for t, h in WIDTHS.items()}}
-    inst.ctx = dataclasses.replace(inst.ctx, models=models, extras=extras)
-    return inst
+    width = {t: h / WIDTHS["full"] for t, h in WIDTHS.items()}
+    view = lambda v: dataclasses.replace(v, models=models, tier_width=width)  # noqa: E731
+    return dataclasses.replace(inst, edge_views={t: view(v) for t, v in inst.edge_views.items()},
+                               cloud_view=view(inst.cloud_view))
 
 
 HET = TaskSpec(name="test/tiny-het", version="1", track="train", description="tiny task, two edge widths",
@@ -61,6 +62,11 @@ def run(tmp, method, task=HET_REF, name=None, **kw):
     cfg = RunConfig(task=task, method=method, workdir=str(tmp / (name or method)), hparams=hp,
                     data_dir=str(tmp / "data"), **kw)
     return execute(cfg, log=lambda s: None)
+
+
+@pytest.fixture(autouse=True)
+def _no_program_timing(monkeypatch):
+    monkeypatch.setenv("LSBENCH_TIME_PROGRAMS", "0")  # a sanity column; not what these tests check
 
 
 @pytest.fixture(scope="module")
@@ -83,43 +89,57 @@ def test_method_completes_and_is_metered(finals, method):
     # edges that need the public split are billed for it once, as setup
     uses_pub = method in ("fedmd", "dsfl", "bikd")
     assert (c["setup_bytes_down"] > 0) == uses_pub
+    # setup is metered (every edge initialises its model; FedMD's cloud only allocates zeros)
+    assert c["setup_edge_flops_all"] > 0 and (c["setup_cloud_flops_all"] > 0) == (method != "fedmd")
+
+
+def _sides(cls, inst, hp=None):
+    from lsbench.harness import sealed
+    from lsbench.harness.runner import merge_hparams
+    from lsbench.metering.flops import count_jaxpr
+    return sealed.build_sides(cls, "train", inst, merge_hparams(cls, hp or {}),
+                              sealed.Sealer(sealed.guard_for("train", inst), meter=count_jaxpr))
 
 
 def _sampled(inst):
     """Client ids the harness samples in each round (the harness's own sampler)."""
     from lsbench.harness.train_loop import TrainLoop
-    from lsbench.metering.flops import FlopMeter
 
     class _Dummy(api.TrainMethod):
         manifest = api.Manifest("dummy", ("train",))
-    loop = TrainLoop(inst, _Dummy(inst.ctx, {}), 0, FlopMeter())
+    loop = TrainLoop(inst, _sides(_Dummy, inst), 0)
     return [np.concatenate(list(loop.sample(r)[0].values())) for r in range(inst.rounds)], loop
 
 
 def test_dsfl_bytes_equal_hand_count(finals):
     inst = HET.build("", 0)
     picks, _ = _sampled(inst)
-    n_pub, C = SMALL_HP["dsfl"]["n_pub"], inst.ctx.num_classes
+    n_pub, C = SMALL_HP["dsfl"]["n_pub"], inst.cloud_view.num_classes
     clients = sum(len(p) for p in picks)
     c = finals["dsfl"]["costs"]
-    assert c["bytes_up"] == clients * n_pub * C * 4                 # fp32 probabilities
+    assert c["bytes_up"] == clients * (n_pub * C * 4 + 8)           # fp32 probabilities + the report
     assert c["bytes_down"] == clients * (n_pub * C * 4 + 4)         # ERA labels + round counter
-    assert c["setup_bytes_down"] == len(inst.train_n) * inst.ctx.public.nbytes
+    assert c["setup_bytes_down"] == len(inst.train_n) * inst.cloud_view.public.nbytes
 
 
 def test_fedgkt_bytes_equal_hand_count_and_grow_with_data(finals):
+    from lsbench.metering.channel import mask_bytes
     inst = HET.build("", 0)
     picks, loop = _sampled(inst)
-    C, d = inst.ctx.num_classes, inst.ctx.input_shape[0]
+    C, d = inst.cloud_view.num_classes, inst.cloud_view.input_shape[0]
+    slots = inst.cloud_view.max_client_n                            # buffers: the largest client's data
     ch, k, stride = 16, 5, 2                                      # fedgkt's default stem
     F = math.ceil(d / stride) * ch                                  # SAME padding feature map, flattened
     per_row = 4 * F + 4 + 4 * C                                     # features f32, label int32, logits f32
     stem_bytes = 4 * (k * 1 * ch + ch)
     seen = np.minimum(np.asarray(inst.train_n), loop.rows)          # distinct examples per client and round
-    up = sum(int(seen[p].sum()) * per_row + len(p) * stem_bytes for p in picks)
+    # rows carried + their mask; fedgkt's cloud never reads the example/step report: none sent
+    up = sum(int(seen[c]) * per_row + int(mask_bytes(slots, int(seen[c]))) + stem_bytes
+             for p in picks for c in p)
     down, uploaded = 0, set()
     for p in picks:                                                 # logits for rows uploaded last time
-        down += sum(int(seen[c]) * C * 4 for c in p if c in uploaded)
+        down += sum(int(seen[c]) * C * 4 + int(mask_bytes(slots, int(seen[c])))
+                    for c in p if c in uploaded)
         uploaded |= set(p.tolist())
     c = finals["fedgkt"]["costs"]
     assert c["bytes_up"] == up and c["bytes_down"] == down
@@ -130,22 +150,21 @@ def test_fedgkt_bytes_equal_hand_count_and_grow_with_data(finals):
 def test_heterofl_sends_smaller_submodels_to_small_tier(finals):
     inst = HET.build("", 0)
     picks, loop = _sampled(inst)
-    d, k = inst.ctx.input_shape[0], inst.ctx.num_classes
+    d, k = inst.cloud_view.input_shape[0], inst.cloud_view.num_classes
     size = {t: 4 * (d * h + h + h * k + k) for t, h in WIDTHS.items()}
     tier_of = {c: inst.tiers[inst.client_tier[c]] for c in range(len(inst.train_n))}
     want = sum(size[tier_of[int(c)]] for p in picks for c in p)
     c = finals["heterofl"]["costs"]
-    assert c["bytes_up"] == c["bytes_down"] == want
+    assert c["bytes_down"] == want
+    assert c["bytes_up"] == want + 8 * sum(len(p) for p in picks)   # + each client's report
 
 
 def _loop(method, hp=None, spec=HET):
     from lsbench.harness.train_loop import TrainLoop
-    from lsbench.metering.flops import FlopMeter
     from lsbench.registry import load_method
     inst = spec.build("", 0)
     cls = load_method(method, spec)
-    m = cls(inst.ctx, {**cls.default_hparams, **SMALL_HP.get(method, {}), **(hp or {})})
-    return TrainLoop(inst, m, 0, FlopMeter()), inst
+    return TrainLoop(inst, _sides(cls, inst, {**SMALL_HP.get(method, {}), **(hp or {})}), 0), inst
 
 
 @pytest.mark.parametrize("method", ["heterofl", "fedmd"])
@@ -195,11 +214,28 @@ def test_mnist1d_dsfl_sends_fewer_bytes_per_round_than_fedavg(mnist1d_runs):
 
 @pytest.mark.parametrize("method", ["fedmd", "dsfl", "bikd", "feddf"])
 def test_methods_needing_public_data_say_so(method):
+    from lsbench.harness import sealed
     from lsbench.registry import load_method
     from lsbench.task import TaskError
     inst = HET.build("", 0)
-    ctx = dataclasses.replace(inst.ctx, public=None)
+    view = dataclasses.replace(inst.cloud_view, public=None)
     cls = load_method(method, HET)
     with pytest.raises(TaskError, match="public") as e:
-        cls(ctx, dict(cls.default_hparams))
+        sealed.construct(cls, view, dict(cls.default_hparams))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["fedmd", "dsfl", "bikd"])
+def test_public_split_reaches_the_edge_only_when_declared(method):
+    """Public-exchange methods declare edge_uses_public: their edge views get the
+    cloud's public split (billed as setup bytes). FedDF's edges never see it."""
+    from lsbench.registry import load_method
+    loop, inst = _loop(method)
+    assert inst.edge_views["small"].public is None               # the task gives it to the cloud only
+    pub = inst.cloud_view.public
+    for t in inst.tiers:
+        assert loop.sides.edge_of(t).view.public is pub
+    assert loop.init_state()["costs"]["setup_bytes_down"] == len(inst.train_n) * pub.nbytes
+    fd, _ = _loop("feddf")
+    assert all(fd.sides.edge_of(t).view.public is None for t in inst.tiers)
+    assert load_method("feddf", HET).edge_uses_public is False
