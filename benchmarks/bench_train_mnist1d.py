@@ -7,7 +7,7 @@ Runs, each through the real harness (`lsbench.harness.runner.execute`):
   4. FedAvg vs FedProx (mu=1) on ``train/synthetic-stragglers`` (FedProx paper).
 Prints one JSON object; ``--only=speed`` runs just (1).
 
-    python tests/bench_train_mnist1d.py --data_dir=/tmp/lsbench-data [--only=speed]
+    python benchmarks/bench_train_mnist1d.py --data_dir=/tmp/lsbench-data [--only=speed]
 """
 import argparse
 import json

@@ -1,6 +1,6 @@
 """Benchmark: every training baseline x one task x seeds -> a results table.
 
-    python tests/bench_train_methods.py --task=train/mnist1d --seeds=0,1,2 --root=runs/bench-train
+    python benchmarks/bench_train_methods.py --task=train/mnist1d --seeds=0,1,2 --root=runs/bench-train
 
 Runs each (method, seed) with ``lsbench run`` in a subprocess (reusing any
 completed run under --root), then prints a Markdown table of mean ± std over
@@ -110,7 +110,7 @@ def main(argv=None):
         r = [x for x in results[m] if x]
         print(f"{m}: " + ", ".join(f"seed {x['seed']} {x['status']} {x['wall_s']:.0f}s" for x in r), flush=True)
         results[m] = r
-    print(f"\n{a.task}, seeds {a.seeds} (mean ± std); command: python tests/bench_train_methods.py "
+    print(f"\n{a.task}, seeds {a.seeds} (mean ± std); command: python benchmarks/bench_train_methods.py "
           f"--task={a.task} --seeds={a.seeds}\n")
     print(table(a.task, results))
 

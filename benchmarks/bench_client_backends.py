@@ -1,22 +1,24 @@
 """Benchmark: vmap vs loop client backends on one training round.
 
 10 clients x 20 local steps (the spine issue's setting). Prints the median
-wall time per round of each backend after compilation, and the ratio.
+wall time per round of each backend after compilation, and the ratio. The
+method is built per side (sealed), as ``lsbench run`` does.
 
-    python tests/bench_client_backends.py [--task=train/digits] [--method=fedavg]
+    python benchmarks/bench_client_backends.py [--task=train/digits] [--method=fedavg]
 """
 import argparse
+import dataclasses
 import statistics
 import time
 
 import jax
-import numpy as np
 
+from lsbench.harness import sealed
+from lsbench.harness.runner import merge_hparams
 from lsbench.harness.train_loop import TrainLoop
-from lsbench.metering.flops import FlopMeter
+from lsbench.metering.flops import count_jaxpr
 from lsbench.models.cache import default_data_dir
 from lsbench.registry import load_method, load_task
-from lsbench.harness.runner import merge_hparams
 
 
 def main():
@@ -29,13 +31,17 @@ def main():
     a = ap.parse_args()
     spec = load_task(a.task)
     inst = spec.build(default_data_dir(), 0)
-    inst.clients_per_round = a.clients
-    inst.max_local_steps = a.steps
-    inst.local_epochs = 1e6  # every client does exactly `steps` steps
+    # every client does exactly `steps` steps
+    sizes = dict(clients_per_round=a.clients, max_local_steps=a.steps, local_epochs=1e6)
+    inst = dataclasses.replace(
+        inst, **sizes, cloud_view=dataclasses.replace(inst.cloud_view, **sizes),
+        edge_views={t: dataclasses.replace(v, **sizes) for t, v in inst.edge_views.items()})
     cls = load_method(a.method, spec)
     times = {}
     for backend in ("vmap", "loop"):
-        loop = TrainLoop(inst, cls(inst.ctx, merge_hparams(cls, None)), 0, FlopMeter(), backend)
+        sides = sealed.build_sides(cls, "train", inst, merge_hparams(cls, None),
+                                   sealed.Sealer(sealed.guard_for("train", inst), meter=count_jaxpr))
+        loop = TrainLoop(inst, sides, 0, backend=backend)
         state = loop.init_state()
         state, _, _ = loop.run_unit(state, 0)  # compile
         ts = []
