@@ -53,7 +53,7 @@ class Bottleneck(Offload):
             raise TaskError(f"bottleneck split must be one of {', '.join(info['split_points'][1:])}")
         if self.hp["bits"] not in (8, 4):
             raise TaskError(f"bottleneck bits must be 8 or 4, not {self.hp['bits']!r}")
-        self.codec_up = f"int{self.hp['bits']}"
+        self.codec_up = self.hp["codec_up"] = f"int{self.hp['bits']}"  # the wire format is part of bits
         self.run, self.split = view.models["cloud"].run, self.hp["split"]
 
     def edge_setup(self, rng):

@@ -137,3 +137,10 @@ def test_bottleneck_bytes_and_setup_cost(shared_dir, tmp_path, monkeypatch):
     # down in setup: the cloud CNN's conv1 and pool2 convs, and the 1x1 encoder (32 -> 2)
     assert f["costs"]["setup_bytes_down"] == 4 * ((3 * 3 * 3 * 16 + 16) + (3 * 3 * 16 * 32 + 32) + (32 * 2 + 2))
     assert 0.0 <= m["accuracy"] <= 1.0
+
+
+def test_bottleneck_bits_set_the_wire_codec(split_inst):
+    from baselines.bottleneck import Bottleneck
+    from lsbench.harness.runner import merge_hparams
+    hp = merge_hparams(Bottleneck, {"bits": 4})  # codec_up defaults to the class's int8
+    assert Bottleneck(split_inst.cloud_view, hp).hp["codec_up"] == "int4"
