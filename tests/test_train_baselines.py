@@ -213,6 +213,25 @@ def test_edge_footprint_measures_the_edge_model(ddir):
     assert feet["fedavg"]["flops_per_example"] == 2 * (2 * d * h) + 3 * (2 * h * C)
 
 
+def test_edge_footprint_counts_a_model_held_as_constants(ddir):
+    """An edge model baked into predict_edge as a constant (not in the state) still counts."""
+    from baselines.fedavg import FedAvg
+    from lsbench import api
+    from lsbench.harness.train_loop import TrainLoop
+    from lsbench.registry import load_task
+
+    class ConstModel(FedAvg):
+        manifest = api.Manifest(name="const-model", tracks=("train",))
+
+        def predict_edge(self, edge_state, x):
+            table = np.ones((64, 100), np.float32)     # 25,600 bytes, not in the edge state
+            return super().predict_edge(edge_state, x) + (x.reshape(x.shape[0], -1) @ table)[:, :10]
+    inst = load_task("train/digits").build(ddir, 0)
+    loop = TrainLoop(inst, _sides(ConstModel, inst), 0)
+    foot = loop.edge_footprint(loop.init_state())
+    assert foot["param_bytes"] == 4 * inst.cloud_view.models["edge/full"].info["params"] + 64 * 100 * 4
+
+
 def test_round_messages_stack_tiers_only_when_shapes_agree():
     from lsbench.harness.train_loop import merge_tiers
     a = {"w": jnp.zeros((2, 3))}

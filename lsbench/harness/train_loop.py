@@ -459,8 +459,8 @@ class TrainLoop:
     # ---- budgets ------------------------------------------------------------
     def edge_footprint(self, state) -> dict:
         """What one edge holds and spends, the largest over tiers: ``param_bytes``
-        (bytes of the edge state that ``predict_edge`` reads: the edge model's
-        parameters), ``state_bytes`` (bytes of one client's persistent edge
+        (bytes of the edge state that ``predict_edge`` reads, plus the array
+        constants its program holds: the edge model's parameters), ``state_bytes`` (bytes of one client's persistent edge
         state) and ``flops_per_example`` (``client_step`` matmul FLOPs per local
         training example, rounded up)."""
         out = {"param_bytes": 0, "state_bytes": 0, "flops_per_example": 0}
@@ -473,6 +473,7 @@ class TrainLoop:
             n_es = len(jax.tree_util.tree_leaves(es))
             used = _used_inputs(prog.closed.jaxpr)[:n_es]
             pb = sum(_nbytes(a) for a, u in zip(jax.tree_util.tree_leaves(es), used) if u)
+            pb += _const_bytes(prog.closed)  # a model held as program constants counts too
             out["param_bytes"] = max(out["param_bytes"], pb)
             step = self._edge_flops(t, state["cloud"], state["edge"][t])["step"]
             out["flops_per_example"] = max(out["flops_per_example"], -(-step.matmul // self.B))
@@ -600,6 +601,17 @@ def _used_inputs(jaxpr) -> list:
         else:
             live.update(v for v in eqn.invars if isinstance(v, jcore.Var))
     return [v in live for v in jaxpr.invars]
+
+
+def _const_bytes(closed) -> int:
+    """Bytes of the array constants (>= 16 elements) of a closed jaxpr and its sub-jaxprs."""
+    from lsbench.harness.sealed import MIN_ASSET, _walk
+    total = 0
+    for eqn, const in _walk(closed.jaxpr, closed.consts):
+        if eqn is None and hasattr(const, "shape") and hasattr(const, "dtype") \
+                and math.prod(np.shape(const)) >= MIN_ASSET:
+            total += math.prod(np.shape(const)) * np.dtype(const.dtype).itemsize
+    return total
 
 
 class _with_outvars:
