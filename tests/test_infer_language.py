@@ -52,21 +52,28 @@ def tiny(spec, **cfg):
     return dataclasses.replace(spec, config={**spec.config, **cfg})
 
 
+def _build(spec, tiny_spec, tmp_path_factory):
+    """The CI-sized task with its models from $LSBENCH_DATA_DIR (prebuilt), else a tiny
+    variant trained briefly in a temp dir: the invariants hold for any models."""
+    dd = os.environ.get("LSBENCH_DATA_DIR")
+    if not dd:
+        spec, dd = tiny_spec, str(tmp_path_factory.mktemp("data"))
+    return spec.builder(spec, dd, 0, log=lambda s: None)
+
+
 @pytest.fixture(scope="module")
 def arith(tmp_path_factory):
-    spec = tiny(infer_arith.SMALL, n_train=4000,
-                edge={"d": 16, "layers": 1, "heads": 2, "steps": 40, "lr": 3e-3},
-                cloud={"d": 32, "layers": 2, "heads": 4, "steps": 150, "lr": 3e-3})
-    return spec.builder(spec, str(tmp_path_factory.mktemp("data")), 0, log=lambda s: None)
+    return _build(infer_arith.SMALL, tiny(
+        infer_arith.SMALL, n_train=4000, edge={"d": 16, "layers": 1, "heads": 2, "steps": 40, "lr": 3e-3},
+        cloud={"d": 32, "layers": 2, "heads": 4, "steps": 150, "lr": 3e-3}), tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def pcfg(tmp_path_factory):
-    # Losslessness and byte counts hold for any models: train only briefly.
-    spec = tiny(infer_pcfg.SMALL, n_train=300, n_test=48, batch_size=32, gen_len=12,
-                edge={"d": 16, "layers": 1, "heads": 2, "steps": 30, "lr": 3e-3},
-                cloud={"d": 32, "layers": 2, "heads": 4, "steps": 30, "lr": 3e-3})
-    return spec.builder(spec, str(tmp_path_factory.mktemp("data")), 0, log=lambda s: None)
+    return _build(infer_pcfg.SMALL, tiny(
+        infer_pcfg.SMALL, n_train=300, n_test=48, batch_size=32, gen_len=12,
+        edge={"d": 16, "layers": 1, "heads": 2, "steps": 30, "lr": 3e-3},
+        cloud={"d": 32, "layers": 2, "heads": 4, "steps": 30, "lr": 3e-3}), tmp_path_factory)
 
 
 # ---- routing curves ---------------------------------------------------------------------
