@@ -74,7 +74,7 @@ def _content_key(a) -> Optional[tuple]:
     return (flat.size, hashlib.sha1(flat.tobytes()).hexdigest())
 
 
-def _walk_arrays(obj, path: str, out: dict, depth: int = 0, seen=None):
+def _walk_arrays(obj, path: str, out: dict, depth: int = 0, seen=None, rows=None):
     """Collects ``content key -> path`` for every array reachable from ``obj``
     (mappings, sequences, dataclasses, NamedTuples; function closures and
     partials too, so a task's helper tables count as that view's arrays)."""
@@ -87,26 +87,28 @@ def _walk_arrays(obj, path: str, out: dict, depth: int = 0, seen=None):
         k = _content_key(obj)
         if k is not None:
             out.setdefault(k, path)
+        if rows is not None and np.ndim(obj) >= 2:
+            rows.update(_row_keys({"": obj}, path))
         return out
     if isinstance(obj, Mapping):
         for k, v in obj.items():
-            _walk_arrays(v, f"{path}/{k}", out, depth + 1, seen)
+            _walk_arrays(v, f"{path}/{k}", out, depth + 1, seen, rows)
     elif isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _walk_arrays(v, f"{path}/{i}", out, depth + 1, seen)
+            _walk_arrays(v, f"{path}/{i}", out, depth + 1, seen, rows)
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         for f in dataclasses.fields(obj):
-            _walk_arrays(getattr(obj, f.name), f"{path}/{f.name}", out, depth + 1, seen)
+            _walk_arrays(getattr(obj, f.name), f"{path}/{f.name}", out, depth + 1, seen, rows)
     elif isinstance(obj, functools.partial):
-        _walk_arrays((obj.func, obj.args, obj.keywords), path, out, depth + 1, seen)
+        _walk_arrays((obj.func, obj.args, obj.keywords), path, out, depth + 1, seen, rows)
     elif callable(obj):
         for cell in getattr(obj, "__closure__", None) or ():
             try:
-                _walk_arrays(cell.cell_contents, path, out, depth + 1, seen)
+                _walk_arrays(cell.cell_contents, path, out, depth + 1, seen, rows)
             except ValueError:  # empty cell
                 pass
         if hasattr(obj, "__self__"):
-            _walk_arrays(getattr(obj.__self__, "__dict__", {}), path, out, depth + 1, seen)
+            _walk_arrays(getattr(obj.__self__, "__dict__", {}), path, out, depth + 1, seen, rows)
     return out
 
 
@@ -140,16 +142,20 @@ class Guard:
         """``edge_views``: the edge views (training: one per tier); ``hidden``:
         task data no side may hold (test labels, worlds, clients' data)."""
         edge_own: dict = {}
+        edge_rows: dict = {}
         for name, v in edge_views.items():
-            _walk_arrays(v, f"edge view {name}", edge_own)
-        cloud_own = _walk_arrays(cloud_view, "cloud view", {})
+            _walk_arrays(v, f"edge view {name}", edge_own, rows=edge_rows)
+        cloud_rows: dict = {}
+        cloud_own = _walk_arrays(cloud_view, "cloud view", {}, rows=cloud_rows)
         hid = _walk_arrays(dict(hidden), "hidden task data", {})
-        hid.update(_row_keys(dict(hidden), "hidden task data"))  # a slice of rows is caught too
-        # What both views hold (public splits, shared tables) is no secret of either.
-        shared = set(edge_own) & set(cloud_own)
-        edge_denied = {k: v for k, v in {**hid, **cloud_own}.items() if k not in edge_own}
-        cloud_denied = {k: v for k, v in {**hid, **edge_own}.items()
-                        if k not in cloud_own and k not in shared}
+        # A slice of hidden rows is caught too, except rows the side holds itself (a
+        # calibration query may equal a test query).
+        hid_rows = _row_keys(dict(hidden), "hidden task data")
+        shared = set(edge_own) & set(cloud_own)  # what both views hold is no secret of either
+        edge_denied = {k: v for k, v in {**hid_rows, **hid, **cloud_own}.items()
+                       if k not in edge_own and k not in edge_rows}
+        cloud_denied = {k: v for k, v in {**hid_rows, **hid, **edge_own}.items()
+                        if k not in cloud_own and k not in shared and k not in cloud_rows}
         return cls(denied={"edge": edge_denied, "cloud": cloud_denied},
                    own={"edge": edge_own, "cloud": cloud_own})
 

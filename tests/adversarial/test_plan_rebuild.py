@@ -24,8 +24,17 @@ def _refused(task, cls):
     return msg
 
 
+def test_rebuilding_the_task_inside_a_side_function_is_refused():
+    """Building the task at trace time is eager JAX work outside the meter."""
+    mod = plugin("plan_rebuild")
+    mod.REBUILT.pop(TILE, None)
+    msg = _refused(TILE, mod.CallsPlanner)
+    assert "does eager JAX work" in msg
+
+
 def test_calling_the_rebuilt_planner_is_refused():
     mod = plugin("plan_rebuild")
+    mod.rebuilt(TILE)  # rebuilt beforehand (at import time, say): the constants route
     msg = _refused(TILE, mod.CallsPlanner)
     assert "edge_act" in msg and "cloud view/planner" in msg and "may not see" in msg
     # With sealing off: the cloud's success, nothing sent, no cloud FLOPs.
@@ -36,6 +45,7 @@ def test_calling_the_rebuilt_planner_is_refused():
 
 def test_holding_the_distance_table_is_refused():
     mod = plugin("plan_rebuild")
+    mod.rebuilt(TILE)
     msg = _refused(TILE, mod.HoldsTable)
     assert "cloud view/planner" in msg  # a cast copy has the same content
     msg = _refused(TILE, mod.HoldsShiftedTable)
@@ -44,6 +54,7 @@ def test_holding_the_distance_table_is_refused():
 
 def test_reading_the_hidden_worlds_is_refused():
     mod = plugin("plan_rebuild")
+    mod.rebuilt(MAZE)
     msg = _refused(MAZE, mod.ReadsWorlds)
     assert "hidden task data/instances" in msg
 
@@ -51,5 +62,6 @@ def test_reading_the_hidden_worlds_is_refused():
 def test_reading_a_slice_of_the_hidden_worlds_is_refused():
     """Hidden data is keyed per row too, so all episodes but one are caught."""
     mod = plugin("plan_rebuild")
+    mod.rebuilt(MAZE)
     msg = _refused(MAZE, mod.ReadsWorldSlices)
     assert "row" in msg
