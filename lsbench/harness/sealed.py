@@ -495,13 +495,15 @@ def time_programs(sealer: Sealer, reps: int = 3, max_s: float = 5.0) -> dict:
         if any(jax.dtypes.issubdtype(a.dtype, jax.dtypes.extended) for a in avals):
             continue
         try:
-            fn = jax.jit(jcore.jaxpr_as_fun(prog.closed))
+            # Constants go in as arguments, so XLA does not constant-fold large ones.
+            jaxpr, consts = prog.closed.jaxpr, [np.asarray(c) for c in prog.closed.consts]
+            fn = jax.jit(lambda cs, *a: jax.core.eval_jaxpr(jaxpr, cs, *a))
             args = [np.zeros(a.shape, a.dtype) for a in avals]
-            jax.block_until_ready(fn(*args))
+            jax.block_until_ready(fn(consts, *args))
             times = []
             for _ in range(max(1, reps)):
                 t0 = time.perf_counter()
-                jax.block_until_ready(fn(*args))
+                jax.block_until_ready(fn(consts, *args))
                 times.append(time.perf_counter() - t0)
             rec["s_per_call"] = statistics.median(times)
         except Exception:  # noqa: BLE001 - a sanity measurement never stops a run
