@@ -177,7 +177,8 @@ BACKEND_HP = {"fedavg": None, "heterofl": None, "fedmd": {"n_pub": 50, "digest_s
               "feddf": {"n_pub": 100, "distill_steps": 2, "cloud_steps": 2}}
 
 
-@pytest.mark.parametrize("method", sorted(BACKEND_HP))
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m in ("fedavg", "feddf") else m
+                                    for m in sorted(BACKEND_HP)])  # fedavg: also tests/test_runner.py
 def test_loop_backend_equals_vmap_on_digits(ddir, tmp_path, method):
     """Per-tier compiled functions: HeteroFL's two widths run under the loop backend
     too, and every baseline's metrics and costs match the vmap backend's."""

@@ -77,10 +77,5 @@ def footprint(loop, state) -> dict:
 
 def tree_bytes(tree) -> int:
     """Bytes of the array leaves of a pytree (arrays or ShapeDtypeStructs)."""
-    import jax
-    import numpy as np
-    total = 0
-    for leaf in jax.tree_util.tree_leaves(tree):
-        if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
-            total += int(math.prod(leaf.shape)) * np.dtype(leaf.dtype).itemsize
-    return total
+    from lsbench.harness.trees import nbytes
+    return nbytes(tree)

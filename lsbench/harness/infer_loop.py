@@ -49,6 +49,7 @@ import numpy as np
 
 from lsbench import api
 from lsbench.errors import PluginError
+from lsbench.harness.trees import finite as _finite, nbytes as _nbytes
 from lsbench.metering.channel import Channel
 from lsbench.task import InferInstance
 
@@ -68,17 +69,8 @@ def _zeros(tree):
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), tree)
 
 
-def _nbytes(tree) -> int:
-    return int(sum(math.prod(np.shape(a)) * jnp.dtype(jnp.result_type(a)).itemsize
-                   for a in jax.tree_util.tree_leaves(tree)))
 
 
-def _finite(tree):
-    ok = jnp.array(True)
-    for leaf in jax.tree_util.tree_leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            ok = ok & jnp.all(jnp.isfinite(leaf))
-    return ok
 
 
 def _struct(tree):

@@ -26,6 +26,7 @@ import numpy as np
 
 from lsbench import api
 from lsbench.errors import PluginError
+from lsbench.harness.trees import nbytes as _nbytes, where as _where
 from lsbench.metering.channel import Channel
 from lsbench.task import PlanInstance
 
@@ -41,13 +42,8 @@ def _sds(tree):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), tree)
 
 
-def _where(c, a, b):
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
 
 
-def _nbytes(tree) -> int:
-    return int(sum(math.prod(np.shape(a)) * np.dtype(a.dtype).itemsize
-                   for a in jax.tree_util.tree_leaves(tree)))
 
 
 def _has_leaves(tree) -> bool:

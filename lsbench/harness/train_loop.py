@@ -49,6 +49,7 @@ from jax.extend import core as jcore
 
 from lsbench import api
 from lsbench.errors import PluginError
+from lsbench.harness.trees import finite as _finite, nbytes as _nbytes, where as _tree_where
 from lsbench.metering.channel import Channel
 from lsbench.task import TrainInstance
 
@@ -73,20 +74,10 @@ def _stack_abs(tree, k):
     return jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((k,) + tuple(a.shape), a.dtype), tree)
 
 
-def _tree_where(c, a, b):
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(c, x, y), a, b)
 
 
-def _finite(tree):
-    ok = jnp.array(True)
-    for leaf in jax.tree_util.tree_leaves(tree):
-        if jnp.issubdtype(leaf.dtype, jnp.floating):
-            ok = ok & jnp.all(jnp.isfinite(leaf))
-    return ok
 
 
-def _nbytes(tree) -> int:
-    return sum(math.prod(np.shape(a)) * jnp.dtype(a.dtype).itemsize for a in jax.tree_util.tree_leaves(tree))
 
 
 def _client_sig(stacked):
