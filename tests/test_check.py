@@ -33,3 +33,16 @@ def test_leak_verdict_rule():
     assert leak_verdict(0.9, 0.52, 0.5)[0] is False           # within noise of edge-only
     assert leak_verdict(0.9, 0.6, 0.5)[0] is False            # keeps 25% of its gain
     assert leak_verdict(0.2, 0.2, 0.5, higher_is_better=True)[0] is False
+
+
+def test_a_v1_plugin_gets_one_line_pointing_to_the_migration_notes(tmp_path):
+    from conftest import cli
+    p = tmp_path / "old.py"
+    p.write_text("from lsbench import api\n\n"
+                 "class Old(api.TrainMethod):\n"
+                 "    manifest = api.Manifest(name='old', tracks=('train',), api_version='1')\n")
+    r = cli("run", "--task=train/digits", f"--method={p}", f"--workdir={tmp_path / 'r'}")
+    err = [x for x in r.stderr.strip().splitlines() if not x.startswith("warning:")]
+    assert r.returncode == 2 and len(err) == 1
+    assert "plugin API v1" in err[0] and "Migrating from API v1" in err[0]
+    assert not (tmp_path / "r").exists()
