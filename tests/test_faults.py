@@ -148,3 +148,13 @@ def test_truncated_final_with_resume_recovers(tmp_path):
     assert r.returncode == 0, r.stderr[-1000:]
     got = json.load(open(os.path.join(wd, "final.json")))
     assert got["metrics"] == want["metrics"] and got["costs"] == want["costs"]
+
+
+def test_a_capped_inference_run_scores_only_the_rows_it_evaluated(tmp_path):
+    """--max_units: metrics and units cover the evaluated rows only (never the unpredicted rest)."""
+    import lsbench
+    task, method = os.path.join(PLUGINS, "tiny_infer.py") + ":TASK", os.path.join(PLUGINS, "tiny_infer.py") + ":Cascade"
+    part = lsbench.run(task=task, method=method, data_dir=str(tmp_path), max_units=2)
+    assert part["stopped_early"] and part["units"] == 64  # 2 batches of 32 of the 100 rows
+    sent = round(part["metrics"]["offload_rate"] * 64)
+    assert part["costs"]["bytes_up"] == sent * 6 * 4  # offload rate is over the 64 rows that ran

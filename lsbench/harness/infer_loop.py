@@ -393,9 +393,13 @@ class InferLoop:
 
     def finish(self, state, rows):
         from lsbench.metering import profiles
-        log = state["log"]
         N = self.N
-        metrics = dict(self.inst.metrics_fn(state["preds"], self.inst.test, log))
+        if rows and len(rows) < self.num_units:  # a --max_units run: only the rows it evaluated
+            N = int(min(N, rows[-1].get("examples_done", N)))
+        log = {k: v[:, :N] for k, v in state["log"].items()}
+        preds = {k: v[:N] for k, v in state["preds"].items()}
+        test = {k: v[:N] for k, v in self.inst.test.items()}
+        metrics = dict(self.inst.metrics_fn(preds, test, log))
         per = {k: float(log[k].sum() / N) for k in LOG_KEYS}
         metrics.update({f"{k}_per_example": v for k, v in per.items()})
         metrics["offload_rate"] = float(log["sent"].any(0).mean())
