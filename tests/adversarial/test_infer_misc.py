@@ -15,10 +15,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plu
 from infer_util import TASK, data_dir, plugin, run_loop  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _no_timing(monkeypatch):
-    monkeypatch.setenv("LSBENCH_TIME_PROGRAMS", "0")
-
 
 @pytest.fixture(scope="module")
 def inst():

@@ -13,30 +13,16 @@ import numpy as np
 import pytest
 
 import lsbench
-from lsbench.errors import SealError
 from lsbench.metering.flops import count_jaxpr
 from lsbench.registry import load_task
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "plugins"))
-from infer_util import TASK, data_dir, plugin  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def _no_timing(monkeypatch):
-    monkeypatch.setenv("LSBENCH_TIME_PROGRAMS", "0")
+from infer_util import TASK, data_dir, plugin, refused as _refused  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def inst():
     return load_task(TASK).build(data_dir(), 0)
-
-
-def _refused(cls):
-    with pytest.raises(SealError) as e:
-        lsbench.run(task=TASK, method=cls, data_dir=data_dir())
-    msg = str(e.value)
-    assert "\n" not in msg
-    return msg
 
 
 def test_router_fit_in_the_constructor_is_refused():

@@ -28,3 +28,16 @@ def run_loop(inst, cls, hp=None, seed=0, sealed_on=True):
     for u in range(loop.num_units):
         st, _, _ = loop.run_unit(st, u)
     return loop.finish(st, []), loop, st
+
+
+def refused(cls):
+    """Runs ``cls`` on TASK and returns the one-line SealError that refuses it."""
+    import pytest
+
+    import lsbench
+    from lsbench.errors import SealError
+    with pytest.raises(SealError) as e:
+        lsbench.run(task=TASK, method=cls, data_dir=data_dir())
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
