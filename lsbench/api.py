@@ -169,7 +169,9 @@ class TrainView(View):
     client's training examples). ``tier``: the edge object's capacity tier (None
     on the cloud). ``public``: the unlabelled public split (the cloud's; on the
     edge only when the method sets ``edge_uses_public``, billed as setup bytes
-    down). Each client's local data reaches the edge only as batches."""
+    down). ``pretrained``: a model both sides start from (``adapt/*`` tasks),
+    shipped to every client once and billed as setup bytes down. Each client's
+    local data reaches the edge only as batches."""
     tiers: tuple[str, ...] = ()
     tier_width: Mapping[str, float] = dataclasses.field(default_factory=dict)
     tier: Optional[str] = None
@@ -182,6 +184,7 @@ class TrainView(View):
     stragglers: float = 0.0
     max_client_n: int = 0
     public: Optional[Array] = None
+    pretrained: Any = None
     dataset: str = ""
     partition: str = ""
 

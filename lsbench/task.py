@@ -69,12 +69,20 @@ class TrainInstance:
     # Edge budgets the harness enforces (lsbench.harness.budgets): param_bytes,
     # flops_per_example, state_bytes; a missing key is not enforced.
     edge_budgets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # The validation split (drawn from the task's data, disjoint from train and
+    # test): evaluated like the global test set, reported as final.json's
+    # ``validation``; the suite selects on it. None: the task has none.
+    global_val_x: Any = None
+    global_val_y: Any = None
 
     def hidden(self) -> dict:
         """Task data no side may hold as a constant (clients' data, test sets)."""
-        return {"train_x": self.train_x, "train_y": self.train_y, "test_x": self.test_x,
-                "test_y": self.test_y, "global_test_x": self.global_test_x,
-                "global_test_y": self.global_test_y}
+        out = {"train_x": self.train_x, "train_y": self.train_y, "test_x": self.test_x,
+               "test_y": self.test_y, "global_test_x": self.global_test_x,
+               "global_test_y": self.global_test_y}
+        if self.global_val_x is not None:
+            out.update(global_val_x=self.global_val_x, global_val_y=self.global_val_y)
+        return out
 
 
 @dataclasses.dataclass

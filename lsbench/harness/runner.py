@@ -447,6 +447,8 @@ def _final(cfg, spec, cls, hp, loop, state, rows, status, wall) -> dict:
         final["derive_inputs"] = summary["derived"].inputs
     if cfg.scramble:
         final["scrambled"] = True  # lsbench check's leak test: never ranked
+    if summary.get("validation"):
+        final["validation"] = dict(summary["validation"])
     for k in ("cloud_kind",):
         if k in summary:
             final[k] = summary[k]

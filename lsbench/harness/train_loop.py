@@ -220,6 +220,9 @@ class TrainLoop:
             costs["setup_edge_flops"] += fe.matmul * len(ids)
             costs["setup_edge_flops_all"] += fe.total * len(ids)
         costs["setup_bytes_down"] += self.public_bytes * self.C
+        pre = self.inst.cloud_view.pretrained  # a pretrained model shipped to every client once
+        if pre is not None:
+            costs["setup_bytes_down"] += _nbytes(pre) * self.C
         return {"cloud": cloud, "edge": edge, "costs": costs}
 
     # ---- one client -----------------------------------------------------------
@@ -510,10 +513,16 @@ class TrainLoop:
                 metrics["best_" + k] = max(vals)
         if rows:
             metrics["train_loss"] = rows[-1].get("train_loss")
+        validation = {k[4:]: last[k] for k in ("val_edge_accuracy", "val_cloud_accuracy") if k in last}
+        for k in ("val_edge_accuracy", "val_cloud_accuracy"):
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            if vals:
+                validation["best_" + k[4:]] = max(vals)
         costs = {k: int(v) for k, v in state["costs"].items()}
         units = len(rows)
         derived = profiles.train_derived(costs, units, sum(self.k.values()))
-        return {"metrics": metrics, "costs": costs, "derived": derived, "unit": "round", "units": units}
+        return {"metrics": metrics, "validation": validation, "costs": costs, "derived": derived,
+                "unit": "round", "units": units}
 
     # ---- evaluation (not billed) ------------------------------------------------
     def _eval_fns(self, t, cloud):
@@ -566,6 +575,16 @@ class TrainLoop:
                                 else float(np.concatenate(client_acc).mean()))
         if g_cloud is not None:
             out["cloud_accuracy"] = float(g_cloud(state["cloud"], gx, gy))
+        if inst.global_val_x is not None:  # the same global metrics on the validation split
+            vx, vy = jnp.asarray(inst.global_val_x), jnp.asarray(inst.global_val_y)
+            if g_edge is not None:
+                out["val_edge_accuracy"] = float(g_edge(state["cloud"], vx, vy))
+            else:
+                out["val_edge_accuracy"] = float(np.concatenate(
+                    [np.asarray(self._eval_fns(t, state["cloud"])[1](state["edge"][t], vx, vy))
+                     for t in self.tiers]).mean())
+            if g_cloud is not None:
+                out["val_cloud_accuracy"] = float(g_cloud(state["cloud"], vx, vy))
         return out
 
     def is_eval_unit(self, r):

@@ -34,6 +34,8 @@ OPTIONAL = {
     # raw counts the derived figures come from (lsbench.results.derive), the edge
     # budgets' margins and violations, and measured program wall times (never ranked)
     "derive_inputs": dict, "budget_margins": dict, "budget_violations": list, "measured": dict,
+    # the same metrics on the task's validation split (selection reads these, never test)
+    "validation": dict,
 }
 
 
