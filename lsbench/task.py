@@ -74,6 +74,9 @@ class TrainInstance:
     # ``validation``; the suite selects on it. None: the task has none.
     global_val_x: Any = None
     global_val_y: Any = None
+    # The task's Byzantine clients (lsbench.attacks.hook.Byzantine; None: a clean
+    # task). Harness-side only: no view holds it; the train loop calls it.
+    attack: Any = None
 
     def hidden(self) -> dict:
         """Task data no side may hold as a constant (clients' data, test sets)."""
@@ -82,6 +85,8 @@ class TrainInstance:
                "global_test_y": self.global_test_y}
         if self.global_val_x is not None:
             out.update(global_val_x=self.global_val_x, global_val_y=self.global_val_y)
+        if self.attack is not None:  # who is malicious (as a mask and as ids)
+            out.update(self.attack.hidden())
         return out
 
 

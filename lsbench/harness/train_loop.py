@@ -369,6 +369,8 @@ class TrainLoop:
             cd = self.cloud.flops("cloud_downlink", cloud, name, jnp.asarray(ids))
             costs["cloud_flops"] += cd.matmul
             costs["cloud_flops_all"] += cd.total
+        if self.inst.attack is not None:  # the task's Byzantine clients (lsbench.attacks.hook)
+            uplinks = self.inst.attack.round(self, cloud, uplinks, picks, rkey)
         rnd = self._round(uplinks, reps, idl, tierl)
         ukey = jax.random.fold_in(rkey, 10_000)
         cu = self.cloud.flops("cloud_update", cloud, rnd, ukey)
@@ -507,6 +509,7 @@ class TrainLoop:
         last = next((r for r in reversed(rows) if "edge_accuracy" in r), {})
         keys = ("edge_accuracy", "edge_personal_accuracy", "cloud_accuracy")
         metrics = {k: last[k] for k in keys if k in last}
+        metrics.update({k: v for k, v in last.items() if k.startswith("attack_")})
         for k in keys:
             vals = [r[k] for r in rows if r.get(k) is not None]
             if vals:
@@ -585,6 +588,8 @@ class TrainLoop:
                      for t in self.tiers]).mean())
             if g_cloud is not None:
                 out["val_cloud_accuracy"] = float(g_cloud(state["cloud"], vx, vy))
+        if inst.attack is not None:  # attack metrics, e.g. the backdoor's success rate (attack_*)
+            out.update(inst.attack.evaluate(self, state))
         return out
 
     def is_eval_unit(self, r):
