@@ -136,6 +136,44 @@ def make_loop(track, inst, sides, seed, backend="vmap", scramble=False):
     return PlanLoop(inst, sides, seed, scramble=scramble)
 
 
+def run_units(loop, state, start: int, end: int):
+    """Units ``[start, end)`` of a loop: (state, rows, ok). Each row holds the
+    unit's metrics and the cumulative cost counters; a unit that diverged (ok
+    False) is the last row. Loops with ``run_units`` (training: rounds scanned in
+    one compiled program) do it themselves; others run unit by unit."""
+    if hasattr(loop, "run_units"):
+        return loop.run_units(state, start, end)
+    rows = []
+    for u in range(start, end):
+        state, row, ok = loop.run_unit(state, u)
+        row.update({k: int(v) for k, v in state["costs"].items()})
+        rows.append(row)
+        if not ok:
+            return state, rows, False
+    return state, rows, True
+
+
+def _append_rows(rd: RunDir, rows) -> None:
+    """Appends metrics rows with one fsync (``RunDir.append_metrics``'s format)."""
+    from lsbench.results.rundir import _clean
+    os.makedirs(rd.path, exist_ok=True)
+    with open(rd.metrics_path, "a") as f:
+        f.write("".join(json.dumps(_clean(r), sort_keys=True) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _chunk_end(loop, u: int, n_units: int, every: int) -> int:
+    """Where the chunk of units starting at ``u`` ends: the next evaluation,
+    checkpoint or the end (one unit at a time for loops without ``run_units``)."""
+    if not hasattr(loop, "run_units"):
+        return u + 1
+    end = u + 1
+    while end < n_units and not loop.is_eval_unit(end - 1) and end % every:
+        end += 1
+    return end
+
+
 def _last_build_time(spec) -> str:
     """What building a task's cache took last time, from the recipes in the default data dir."""
     from lsbench.models.cache import default_data_dir
@@ -327,29 +365,36 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
         log(f"over the task's edge budget before {loop.unit} {start + 1}: {'; '.join(over)}; stopping")
         rd.append_metrics({"step": start, "kind": "budget_check", **foot})  # what was measured
     try:
-        for u in range(start, start if over else n_units):
-            state, row, ok = loop.run_unit(cur[1], u)
-            if loop.is_eval_unit(u) or u + 1 == n_units:
-                row.update(loop.evaluate(state))
-            row.update({k: int(v) for k, v in state["costs"].items()})
-            row.update(step=u + 1, kind=loop.unit, wall_s=round(wall0 + time.time() - t0, 3))
-            rd.append_metrics(row)
-            cur = (u + 1, state)
+        u = start
+        while u < (start if over else n_units):
+            end = _chunk_end(loop, u, n_units, every)
+            t_chunk = time.time()
+            state, rows, ok = run_units(loop, cur[1], u, end)
+            last = u + len(rows) - 1  # the last unit done (a diverged chunk stops early)
+            if loop.is_eval_unit(last) or last + 1 == n_units:
+                rows[-1].update(loop.evaluate(state))
+            dt = time.time() - t_chunk
+            for i, row in enumerate(rows):  # wall time of units inside a chunk: interpolated
+                row.update(step=u + i + 1, kind=loop.unit,
+                           wall_s=round(wall0 + t_chunk - t0 + dt * (i + 1) / len(rows), 3))
+            _append_rows(rd, rows)
+            u = last + 1
+            cur = (u, state)
             if not ok:
                 status = "diverged"
-                log(f"{loop.unit} {u + 1}: NaN/Inf in a loss, message or state; stopping (diverged)")
+                log(f"{loop.unit} {u}: NaN/Inf in a loss, message or state; stopping (diverged)")
                 break
             if limits:
                 foot = budgets.footprint(loop, state)
                 over = budgets.check(limits, foot)
                 if over:
                     status = "over_budget"
-                    log(f"{loop.unit} {u + 1}: over the task's edge budget: {'; '.join(over)}; stopping")
+                    log(f"{loop.unit} {u}: over the task's edge budget: {'; '.join(over)}; stopping")
                     break
-            if (u + 1) % every == 0 or u + 1 == n_units:
-                ckpt.save(u + 1, state)
-            if sys.stderr.isatty() or (u + 1) % max(1, n_units // 10) == 0:
-                log(f"{spec.name} {cls.manifest.name} seed={cfg.seed}: {loop.unit} {u + 1}/{n_units} "
+            if u % every == 0 or u == n_units:
+                ckpt.save(u, state)
+            if sys.stderr.isatty() or u // max(1, n_units // 10) > (u - len(rows)) // max(1, n_units // 10):
+                log(f"{spec.name} {cls.manifest.name} seed={cfg.seed}: {loop.unit} {u}/{n_units} "
                     f"({time.time() - t0:.1f}s)")
         ckpt.close()
         rows = rd.read_metrics()
@@ -392,6 +437,7 @@ def _manifest(cfg, spec, cls, hp, inst, data_dir, fp=None) -> dict:
         "flags": {k: (_method_label(v) if k == "method" else v)
                   for k, v in dataclasses.asdict(cfg).items() if k != "argv"},
         "task": cfg.task, "task_name": spec.name, "task_version": spec.version,
+        "task_description": spec.description,
         "method": _method_label(cfg.method), "method_manifest": dataclasses.asdict(cls.manifest),
         "hparams": hp, "seed": cfg.seed, "data_dir": os.path.abspath(os.path.expanduser(data_dir)),
         "hashes": {"task_spec": spec_hash(spec), **dict(inst.hashes)},
