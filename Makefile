@@ -1,25 +1,47 @@
 # The two set-up commands of the README: `make demo` and `make test`.
-PY ?= python3
-PIP ?= $(PY) -m pip
+#
+# Everything runs in a virtual environment: the active one ($VIRTUAL_ENV), else
+# ./.venv, made here on first use. A Debian/Ubuntu system Python refuses
+# `pip install` outside one (PEP 668, "externally-managed-environment").
+# The venv sees the system's site-packages, so a JAX that is already installed
+# (e.g. jax[cuda12]) is reused; pip adds only what is missing.
+PYTHON ?= python3
+ifneq ($(VIRTUAL_ENV),)
+VENV := $(VIRTUAL_ENV)
+else
+VENV ?= .venv
+endif
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+LSBENCH := $(PY) -m lsbench.cli.main
 DEMO_DIR ?= runs/demo
 
-.PHONY: install install-test demo test test-slow bench leaderboard-publish
+.PHONY: venv install install-test demo test test-slow bench accelerator-check leaderboard-publish
 
-install:
+venv: $(PY)
+
+$(PY):
+	@echo "creating $(VENV) (python: $(PYTHON)); activate your own venv first to use that one instead"
+	@$(PYTHON) -m venv --system-site-packages $(VENV) || { rm -rf $(VENV); \
+	  echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu run 'sudo apt install python3-venv', then retry" >&2; \
+	  exit 2; }
+
+install: $(PY)
 	$(PIP) install -q -e .
 
-install-test:
+install-test: $(PY)
 	$(PIP) install -q -e ".[test]"
 
 # Main job: the demo suite (one small task per track, >= 3 methods each), then the leaderboard.
 demo: install
-	lsbench suite --preset=demo --workdir=$(DEMO_DIR)
-	lsbench leaderboard --results=$(DEMO_DIR)/runs --out=$(DEMO_DIR)/leaderboard
+	$(LSBENCH) suite --preset=demo --workdir=$(DEMO_DIR)
+	$(LSBENCH) leaderboard --results=$(DEMO_DIR)/runs --out=$(DEMO_DIR)/leaderboard
 	@echo "open $(DEMO_DIR)/leaderboard/index.html"
 
-# Default tests (slow reproductions and benchmarks are deselected).
+# Default tests (slow reproductions and benchmarks are deselected); TESTS=tests/test_x.py for one file.
+TESTS ?= tests
 test: install-test
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 $(TESTS)
 
 # On demand: published-number reproductions and benchmarks.
 test-slow: install-test
@@ -28,11 +50,15 @@ test-slow: install-test
 bench: install
 	$(PY) benchmarks/bench_client_backends.py
 
+# On a GPU host or TPU VM: the demo preset and the throughput benchmark, with the device name.
+accelerator-check: install
+	PY=$(PY) bash benchmarks/accelerator_check.sh
+
 # Regenerate the published board in leaderboard/ (PRESET=quick by default; finished runs are reused).
 PRESET ?= quick
 leaderboard-publish: install
-	lsbench suite --preset=$(PRESET) --workdir=runs/$(PRESET)
+	$(LSBENCH) suite --preset=$(PRESET) --workdir=runs/$(PRESET)
 	rm -rf leaderboard/results && mkdir -p leaderboard/results
 	cd runs/$(PRESET)/runs && find . \( -name final.json -o -name metrics.jsonl -o -name manifest.json \) \
 		-exec cp --parents {} $(CURDIR)/leaderboard/results/ \;
-	lsbench leaderboard --results=leaderboard/results --out=leaderboard
+	$(LSBENCH) leaderboard --results=leaderboard/results --out=leaderboard

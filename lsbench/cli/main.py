@@ -39,6 +39,12 @@ def _run_flags():
     flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N units (default: 10 per run).", **d)
     flags.DEFINE_bool("rebuild_cache", False, "Rebuild the cached datasets and reference models this run "
                       "uses (after a corrupt-cache error).", **d)
+    flags.DEFINE_string("coordinator", None, "Multi-process run: host:port of process 0 "
+                        "(jax.distributed); also pass --num_processes and --process_id.", **d)
+    flags.DEFINE_integer("num_processes", None, "Multi-process run: how many processes.", **d)
+    flags.DEFINE_integer("process_id", None, "Multi-process run: this process's index (0 writes results).", **d)
+    flags.DEFINE_bool("distributed", False, "Multi-process run with the cluster settings JAX detects "
+                      "(SLURM, Open MPI, TPU pod) instead of --coordinator.", **d)
     return fv
 
 
@@ -58,9 +64,16 @@ def _die(msg: str):
     raise SystemExit(2)
 
 
-def _set_platform(p):
-    if p:
-        os.environ["JAX_PLATFORMS"] = p
+def _setup(fv):
+    """Platform and processes (lsbench.harness.distributed), before JAX starts."""
+    from lsbench.errors import LsbenchError
+    from lsbench.harness import distributed
+    try:
+        return distributed.setup(fv.platform, getattr(fv, "coordinator", None),
+                                 getattr(fv, "num_processes", None), getattr(fv, "process_id", None),
+                                 getattr(fv, "distributed", False))
+    except LsbenchError as e:
+        _die(str(e).splitlines()[0])
 
 
 def cmd_run(argv):
@@ -74,24 +87,63 @@ def cmd_run(argv):
         _die(f"--hparams is not valid JSON ({e.msg} at column {e.colno}); pass an object like '{{\"lr\": 0.1}}'")
     if hp is not None and not isinstance(hp, dict):
         _die("--hparams must be a JSON object like '{\"lr\": 0.1}'")
-    _set_platform(fv.platform)
+    multi = _setup(fv)
     if fv.rebuild_cache:
         os.environ["LSBENCH_REBUILD_CACHE"] = "1"
+    from lsbench.harness import distributed
     from lsbench.harness.runner import USER_ERRORS, RunConfig, execute
-    cfg = RunConfig(task=fv.task, method=fv.method, seed=fv.seed, workdir=fv.workdir, hparams=hp,
-                    data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite,
+    writer, workdir = distributed.is_writer(), fv.workdir
+    if multi and fv.resume:
+        _die("--resume is not supported for multi-process runs yet; rerun from the start with --overwrite")
+    if not writer:  # process i > 0 computes its share; its own files go to a scratch dir
+        import tempfile
+        workdir = os.path.join(tempfile.mkdtemp(prefix="lsbench-proc-"), "run")
+    cfg = RunConfig(task=fv.task, method=fv.method, seed=fv.seed, workdir=workdir, hparams=hp,
+                    data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite and writer,
                     backend=fv.client_backend, sweep_point=fv.sweep_point, max_units=fv.max_units,
                     checkpoint_every=fv.checkpoint_every, argv=tuple(sys.argv))
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if writer else (lambda s: None)
     try:
-        final = execute(cfg, log=lambda s: print(s, file=sys.stderr, flush=True))
+        final = execute(cfg, log=log)
     except USER_ERRORS as e:
         _die(str(e).splitlines()[0])
-    m = final["metrics"].get(final["primary_metric"])
-    c = final["costs"]
-    print(f"{final['status']}: {final['task']} {final['method']} seed={final['seed']} "
-          f"{final['primary_metric']}={m if m is None else round(m, 4)} bytes_up={c['bytes_up']} "
-          f"bytes_down={c['bytes_down']} edge_flops={c['edge_flops']} cloud_flops={c['cloud_flops']}")
+    finally:
+        if not writer:
+            import shutil
+            shutil.rmtree(os.path.dirname(workdir), ignore_errors=True)
+    if writer:
+        print(summary(final, os.path.join(os.path.abspath(fv.workdir), "final.json")))
     return 0
+
+
+def _si(n, unit) -> str:
+    """1234567 -> '1.23 MB' (decimal prefixes, as the costs are counted)."""
+    if n is None:
+        return "n/a"
+    for k, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= k:
+            return f"{n / k:.3g} {p}{unit}"
+    return f"{n:g} {unit}"
+
+
+def summary(final: dict, path: str) -> str:
+    """A finished run in a few lines, with units; the path of final.json last."""
+    c, pm = final["costs"], final["primary_metric"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    val = (final.get("validation") or {}).get(pm)
+    lines = [f"{final['status']}: {final['task']} {final['method']} seed={final['seed']} "
+             f"({final['units']} {final['unit']}s, {final['wall_s']:.1f} s)",
+             f"  {pm} {fmt(final['metrics'].get(pm))}" + (f" (validation {fmt(val)})" if val is not None else ""),
+             f"  traffic: {_si(c['bytes_up'], 'B')} up, {_si(c['bytes_down'], 'B')} down; compute: edge "
+             f"{_si(c['edge_flops'], 'FLOPs')}, cloud {_si(c['cloud_flops'], 'FLOPs')}"]
+    t = final.get("cost_to_target") or {}
+    if t.get("target") is not None:
+        lines.append(f"  target {pm} >= {t['target']}: " + (
+            f"reached at {final['unit']} {t['step']} after {_si(t['bytes'], 'B')}" if t.get("reached")
+            else "not reached"))
+    if final.get("error"):
+        lines.append(f"  error: {final['error']}")
+    return "\n".join(lines + [path])
 
 
 def cmd_list(argv):
