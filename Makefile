@@ -21,10 +21,14 @@ DEMO_DIR ?= runs/demo
 venv: $(PY)
 
 $(PY):
+ifneq ($(VIRTUAL_ENV),)
+	@echo "error: VIRTUAL_ENV=$(VIRTUAL_ENV) has no bin/python; activate a working venv or deactivate it" >&2; exit 2
+else
 	@echo "creating $(VENV) (python: $(PYTHON)); activate your own venv first to use that one instead"
 	@$(PYTHON) -m venv --system-site-packages $(VENV) || { rm -rf $(VENV); \
 	  echo "error: '$(PYTHON) -m venv' failed; on Debian/Ubuntu run 'sudo apt install python3-venv', then retry" >&2; \
 	  exit 2; }
+endif
 
 install: $(PY)
 	$(PIP) install -q -e .
