@@ -3,7 +3,8 @@ per-client arrays, plus the edge/cloud model zoo, capacity tiers and one view
 per side.
 
 ``spec.config`` keys: ``dataset`` (+ ``data``: loader kwargs), ``partition``
-(+ ``alpha``, ``classes_per_client``, ``test_frac``), ``clients``, ``edge`` and
+(+ ``alpha``, ``classes_per_client``, ``test_frac``), ``val_frac`` (the validation
+split's share of the train pool, default 0.1), ``clients``, ``edge`` and
 ``cloud`` (zoo family + kwargs), ``tiers`` ({name: width}), the protocol sizes
 (``rounds``, ``clients_per_round``, ``local_epochs``, ``batch_size``,
 ``max_local_steps``, ``eval_every``, ``stragglers``) and ``edge_budgets``
@@ -23,6 +24,13 @@ hands it to the edge views, billed as setup bytes down per client, when a
 method declares ``edge_uses_public``. Neither view holds clients' data or the
 test sets: those are the instance's ``hidden()`` data, which reach the edge
 only as batches.
+
+Validation split (``TrainInstance.global_val_x/y``): ``val_frac`` of the
+dataset's train pool, drawn before the client partition, stratified by natural
+device (each keeps >= 1 train example) or else by label, from a generator fixed
+by the task version alone: every seed of a task version sees the same split,
+so selection across seeds uses one validation set. It is disjoint from the
+clients' train and local test rows, the global test set and the public split.
 """
 from __future__ import annotations
 
@@ -87,25 +95,44 @@ def make_views(spec, *, num_classes, input_shape, models, tiers: dict, num_clien
     return edge, cloud
 
 
+def holdout(ds, frac: float, version: str):
+    """(validation indices, kept indices) of ``ds``'s train pool: ``frac`` of each
+    natural device's rows (or of each class's), fixed by the task version."""
+    if not 0.0 <= frac < 1.0:
+        raise TaskError(f"val_frac must be in [0, 1), got {frac}; use e.g. 0.1")
+    rng = partition.rng_for(version, 0, "validation")
+    groups = ds.device if ds.device is not None else ds.y
+    val = []
+    for g in np.unique(groups):
+        idx = rng.permutation(np.where(groups == g)[0])
+        k = int(round(frac * len(idx)))
+        val.append(idx[:min(k, len(idx) - 1) if ds.device is not None else k])
+    val = np.sort(np.concatenate(val)).astype(np.int64)
+    keep = np.setdiff1d(np.arange(len(ds.y)), val)
+    return val, keep
+
+
 def build(spec, data_dir, seed) -> TrainInstance:
     cfg = spec.config
     ds = catalog.load(cfg["dataset"], data_dir, **dict(cfg.get("data", {})))
     kind, C = cfg["partition"], int(cfg["clients"])
+    val, keep = holdout(ds, float(cfg.get("val_frac", 0.1)), spec.version)
+    px, py = ds.x[keep], ds.y[keep]   # the pool the clients share
     if kind == "natural":
         if ds.device is None:
             raise TaskError(f"dataset {ds.name} has no natural clients; use dirichlet or pathological")
-        train = partition.natural(ds.device)
+        train = partition.natural(ds.device[keep])
         test = partition.natural(ds.test_device)
         if len(train) != C:
             raise TaskError(f"task asks for {C} clients but {ds.name} has {len(train)} devices")
         part = partition.Partition(train, test, partition.partition_hash(train, test))
         tx, ty = ds.test_x, ds.test_y  # each device's own test samples
     else:
-        part = partition.make(kind, ds.y, C, spec.version, seed, alpha=cfg.get("alpha", 0.5),
+        part = partition.make(kind, py, C, spec.version, seed, alpha=cfg.get("alpha", 0.5),
                               classes_per_client=cfg.get("classes_per_client", 2),
                               test_frac=cfg.get("test_frac", 0.2))
-        tx, ty = ds.x, ds.y
-    X, Y, N = pad_clients(ds.x, ds.y, part.train)
+        tx, ty = px, py
+    X, Y, N = pad_clients(px, py, part.train)
     TX, TY, TN = pad_clients(tx, ty, part.test)
 
     k, shape = ds.num_classes, ds.input_shape
@@ -123,9 +150,11 @@ def build(spec, data_dir, seed) -> TrainInstance:
         edge_views=edge_views, cloud_view=cloud_view,
         train_x=X, train_y=Y, train_n=N, test_x=TX, test_y=TY, test_n=TN,
         global_test_x=ds.test_x, global_test_y=ds.test_y,
+        global_val_x=ds.x[val], global_val_y=ds.y[val],
         client_tier=(np.arange(C) % len(tiers)).astype(np.int32), tiers=tuple(tiers),
         rounds=int(cfg["rounds"]), clients_per_round=int(cfg["clients_per_round"]),
         local_epochs=float(cfg["local_epochs"]), batch_size=int(cfg["batch_size"]),
         max_local_steps=int(cfg["max_local_steps"]), eval_every=int(cfg["eval_every"]),
         straggler_fraction=float(cfg.get("stragglers", 0.0)),
-        hashes={"data": ds.hash, "partition": part.hash}, edge_budgets=budgets)
+        hashes={"data": ds.hash, "partition": part.hash,
+                "validation": partition.partition_hash([val], [keep])}, edge_budgets=budgets)

@@ -18,6 +18,6 @@ CONFIG = dict(
 )
 
 TASK = TaskSpec(
-    name="train/digits", version="1", track="train",
+    name="train/digits", version="2", track="train",
     description="sklearn digits, 20 clients Dir(0.5), MLP edge / CNN cloud; the CI task",
     primary_metric="edge_accuracy", target=0.75, tier="small", config=CONFIG, builder=build)

@@ -25,7 +25,7 @@ CONFIG = dict(
 )
 
 TASK = TaskSpec(
-    name="train/mnist1d", version="1", track="train",
+    name="train/mnist1d", version="2", track="train",
     description="MNIST-1D 40k, 100 clients Dir(0.5), 10/round; MLP edge, CNN cloud, public split",
     primary_metric="edge_accuracy", target=0.55, config=CONFIG, builder=build)
 

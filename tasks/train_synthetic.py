@@ -22,7 +22,7 @@ CONFIG = dict(
 )
 
 TASK = TaskSpec(
-    name="train/synthetic", version="1", track="train",
+    name="train/synthetic", version="2", track="train",
     description="Synthetic(1,1), 100 devices (natural partition), logistic edge, MLP cloud",
     primary_metric="edge_accuracy", target=0.45, config=CONFIG, builder=build)
 
