@@ -15,20 +15,22 @@ from lsbench.leaderboard.load import LoadError, load_results
 from lsbench.leaderboard.pareto import pareto_front
 from lsbench.leaderboard.perf_profile import profile, ratios
 from lsbench.leaderboard.site import build
-from lsbench.leaderboard.stats import mean_ci, t_quantile
+from lsbench.leaderboard.stats import mean_ci, wilson
 from lsbench.leaderboard.summary import cost_to_target_by_track, summarize
 from lsbench.results import schema
 from lsbench.results.rundir import RunDir
 
 # The 97.5% quantiles of Student's t with 1, 2 and 4 degrees of freedom (statistical tables).
 T975 = {1: 12.7062047, 2: 4.3026527, 4: 2.7764451}
+REV = "0123456789abcdef0123456789abcdef01234567"   # a clean code revision (manifest.json)
 
 
 def write_run(root, task="train/fix", method="m", point="default", seed=0, value=0.5, *, track="train",
               reference=None, bytes_up=1000, bytes_down=2000, edge_flops=10**6, cloud_flops=10**9,
               reached_bytes=None, status="completed", task_version="1", bench="1.0", latency=None,
-              higher=True, target=0.5, rows=3, extra=None):
-    """Writes one run directory (final.json validated by the schema + metrics.jsonl)."""
+              higher=True, target=0.5, rows=3, extra=None, revision=REV):
+    """Writes one run directory (final.json validated by the schema, metrics.jsonl and,
+    unless ``revision`` is None, a manifest.json naming the code revision)."""
     d = os.path.join(str(root), task, method, point, f"seed{seed}")
     rd = RunDir(d)
     costs = {"bytes_up": bytes_up, "bytes_down": bytes_down, "messages": 4,
@@ -50,6 +52,10 @@ def write_run(root, task="train/fix", method="m", point="default", seed=0, value
     for s in range(1, rows + 1):
         rd.append_metrics({"step": s, "acc": value, **costs})
     rd.write_final(final)
+    if revision is not None:
+        rd.write_manifest({"git_revision": revision, "task_name": task, "task_description": f"the {task} task",
+                           "method_manifest": {"name": method, "paper": f"https://example.org/{method}"},
+                           "platform": "cpu", "devices": ["cpu:0"], "versions": {"jax": "0.0"}})
     return d
 
 
@@ -60,7 +66,8 @@ def board_dir(tmp_path):
         write_run(r, method="fedavg", point="lr=0.1", seed=s, value=v, reached_bytes=500, latency=0.2)
     for s, v in enumerate((0.6, 0.62, 0.58)):
         write_run(r, method="fedavg", point="lr=0.5", seed=s, value=v, bytes_up=10**6, latency=0.3)
-    write_run(r, method="local", seed=0, value=0.95, reference="local", bytes_up=0, bytes_down=0)
+    write_run(r, method="local", seed=0, value=0.55, reference="local", bytes_up=0, bytes_down=0)
+    write_run(r, method="centralized", seed=0, value=0.95, reference="centralized", bytes_up=10**5, bytes_down=0)
     write_run(r, method="weak", seed=0, value=0.3, reached_bytes=None)
     write_run(r, method="broken", seed=0, status="diverged")
     write_run(r, task="infer/fix", track="infer", method="cascade", value=0.9, latency=0.05,
@@ -75,37 +82,51 @@ def test_ci_is_student_t_over_seeds(board_dir):
     v = np.array([0.7, 0.8, 0.9])
     assert r["seeds"] == 3 and r["mean"] == pytest.approx(v.mean())
     assert r["ci95"] == pytest.approx(T975[2] * v.std(ddof=1) / math.sqrt(3), rel=1e-6)
+    assert r["quality_lo"] == pytest.approx(v.mean() - r["ci95"]) and r["quality_ci"] == "Student-t over seeds"
     assert rows[("weak", "default")]["ci95"] is None and rows[("weak", "default")]["seeds"] == 1
     for df, q in T975.items():
-        assert t_quantile(0.975, df) == pytest.approx(q, rel=1e-6)
+        m, hw, n = mean_ci([0.0, 1.0] + [0.5] * (df - 1))
+        assert n == df + 1
+        assert hw == pytest.approx(q * np.std([0.0, 1.0] + [0.5] * (df - 1), ddof=1) / math.sqrt(n), rel=1e-6)
     assert mean_ci([1.0, 1.0, 1.0])[1] == 0.0 and mean_ci([])[0] is None
 
 
-def test_t_quantile_matches_scipy():
-    st = pytest.importorskip("scipy.stats")
-    for df in (1, 3, 7, 29, 200):
-        for p in (0.9, 0.975, 0.995, 0.05):
-            assert t_quantile(p, df) == pytest.approx(st.t.ppf(p, df), rel=1e-6, abs=1e-9)
+def test_wilson_interval_for_success_rates(tmp_path):
+    lo, hi = wilson(0, 20)
+    assert lo == 0.0 and hi == pytest.approx(0.16113, abs=1e-4)     # the Wilson bound 3.84/(20+3.84)
+    lo, hi = wilson(10, 20)
+    assert lo == pytest.approx(0.29929, abs=1e-4) and hi == pytest.approx(0.70071, abs=1e-4)
+    assert wilson(5, 0) is None
+    # planning success over seeds pools every episode into one Wilson interval, inside [0, 1]
+    for s, v in enumerate((1.0, 1.0, 0.96875)):
+        write_run(tmp_path, task="plan/fix", track="plan", method="ask", seed=s, value=v,
+                  extra={"metrics": {"acc": v, "success": v}, "unit": "episode", "units": 64})
+    r = summarize(load_results([str(tmp_path)]))["plan/fix"]["rows"][0]
+    assert r["quality_ci"] == "Wilson over 192 episodes" and r["quality_hi"] <= 1.0
+    assert (r["quality_lo"], r["quality_hi"]) == pytest.approx(wilson(190, 192))
 
 
-def test_rows_sorted_references_not_ranked(board_dir):
-    rows = summarize(load_results([str(board_dir)]))["train/fix"]["rows"]
-    ranked = [r for r in rows if r["rank"]]
-    assert [r["rank"] for r in ranked] == list(range(1, len(ranked) + 1))
-    assert all(a["mean"] >= b["mean"] for a, b in zip(ranked, ranked[1:]))
-    local = next(r for r in rows if r["method"] == "local")
-    assert local["rank"] is None and local["mean"] > ranked[0]["mean"]   # best but not ranked
+def test_rank_by_score_references_not_ranked(board_dir):
+    t = summarize(load_results([str(board_dir)]))["train/fix"]
+    ms = t["score"]["methods"]
+    ranked = [m for m in ms if m["rank"]]
+    assert [m["rank"] for m in ranked] == list(range(1, len(ranked) + 1))
+    assert all((a["score"], -a["cost"]) >= (b["score"], -b["cost"]) for a, b in zip(ranked, ranked[1:]))
+    local = next(m for m in ms if m["method"] == "local")
+    assert local["rank"] is None and local["score"] == 0.0
+    rows = t["rows"]
     assert rows[-1]["method"] == "broken" and rows[-1]["not_completed"] == ["diverged"]
-    md = tables.markdown({"info": summarize(load_results([str(board_dir)]))["train/fix"]["info"],
-                          "rows": rows})
-    assert "not ranked" in md and "±" in md and "latency @lte" in md
+    md = tables.markdown(t)
+    assert "not ranked" in md and "±" in md and "score (20 budgets)" in md
 
 
-def test_lower_is_better_sorts_ascending(tmp_path):
-    for m, v in (("a", 3.0), ("b", 1.0), ("c", 2.0)):
-        write_run(tmp_path, method=m, value=v, higher=False)
-    rows = summarize(load_results([str(tmp_path)]))["train/fix"]["rows"]
-    assert [r["method"] for r in rows] == ["b", "c", "a"]
+def test_lower_is_better_scores_the_flipped_gap(tmp_path):
+    for m, ref, v, up in (("e", "local", 3.0, 0), ("c", "centralized", 1.0, 1000), ("a", None, 2.0, 100),
+                          ("b", None, 1.5, 100)):
+        write_run(tmp_path, method=m, value=v, higher=False, reference=ref, bytes_up=up, bytes_down=0)
+    t = summarize(load_results([str(tmp_path)]))["train/fix"]
+    assert [m["method"] for m in t["score"]["methods"] if m["rank"]] == ["b", "a"]
+    assert t["score"]["methods"][0]["score"] > 0
 
 
 def test_pareto_front_hand_made():
@@ -124,14 +145,19 @@ def test_perf_profile_maths_with_misses():
     assert methods == ["a", "b", "never"] and tasks == ["t1", "t2", "t3"]
     assert r[0].tolist() == [1.0, 2.0, inf] and r[1].tolist() == [2.0, 1.0, 1.0]
     assert np.isinf(r[2]).all()
-    p = profile(costs, tau_max=4.0)
+    p = profile(costs)
+    assert p["r_max"] == 4.0 and p["tau"][0] == 1.0 and p["tau"][-1] == 4.0
     rho = dict(zip(p["methods"], p["rho"]))
     assert rho["a"][0] == pytest.approx(1 / 3) and rho["b"][0] == pytest.approx(2 / 3)
     assert rho["a"][-1] == pytest.approx(2 / 3) and rho["b"][-1] == 1.0
     assert (rho["never"] == 0).all()
     assert all(np.all(np.diff(x) >= 0) for x in p["rho"])          # non-decreasing in tau
     score = dict(zip(p["methods"], p["score"]))
-    assert score["b"] > score["a"] > score["never"] == 0.0
+    # linear area to r_max = 4: a has ratios (1, 2, inf): (3 + 2 + 0) / 3 tasks / 3
+    assert score["a"] == pytest.approx(5 / 9) and score["b"] == pytest.approx(8 / 9) and score["never"] == 0.0
+    # adding a far worse method changes no one's score (r_max is fixed, not data-dependent)
+    p2 = profile({**costs, "slow": {"t1": 1000, "t2": 1000, "t3": 1000}})
+    assert dict(zip(p2["methods"], p2["score"]))["a"] == pytest.approx(5 / 9)
     assert profile({"x": {"t": 3}, "y": {"t": 3}})["score"].tolist() == [1.0, 1.0]   # ties both best
     # zero best cost: equal zeros are best, anything else is infinitely worse
     assert ratios({"a": {"t": 0}, "b": {"t": 5}})[2][:, 0].tolist() == [1.0, inf]
@@ -201,14 +227,20 @@ def test_site_end_to_end_without_jax(board_dir, tmp_path):
     out = tmp_path / "site"
     r = _cli(f"--results={board_dir}", f"--out={out}")
     assert r.returncode == 0, r.stderr
-    for task in ("train-fix", "infer-fix"):
+    board = json.load(open(out / "board.json"))
+    for task, head in (("train-fix", "bytes"), ("infer-fix", "cloud_flops")):
         for ext in ("md", "csv", "html", "tex"):
             assert (out / "tables" / f"{task}.{ext}").stat().st_size > 0
-        for axis in ("bytes", "edge_flops"):
+        axes = board["tasks"][task.replace("-", "/", 1)]["plots"]
+        assert axes[0] == head             # the task's headline axis first
+        for axis in axes:
             assert (out / "plots" / f"{task}-{axis}.png").read_bytes()[:4] == b"\x89PNG"
             assert b"<svg" in (out / "plots" / f"{task}-{axis}.svg").read_bytes()[:1000]
         page = (out / "tasks" / f"{task}.html").read_text()
-        assert "<table" in page and f"{task}-bytes.png" in page and lsbench.__version__ in page
+        assert "<table" in page and f"{task}-{head}.png" in page and lsbench.__version__ in page
+    # train/fix: edge FLOPs are one constant over its points, so no edge-FLOPs plot
+    assert "edge_flops" not in board["tasks"]["train/fix"]["plots"]
+    assert (out / "methods" / "fedavg.html").exists()
     assert (out / "plots" / "profile-train-bytes.png").exists()
     index = (out / "index.html").read_text()
     assert "tasks/train-fix.html" in index and "lsbench leaderboard --results" in index
@@ -216,20 +248,24 @@ def test_site_end_to_end_without_jax(board_dir, tmp_path):
     tex = (out / "tables" / "train-fix.tex").read_text()
     assert r"$\pm$" in tex and "lr=0.1" in tex and "\\begin{tabular}" in tex
     csv_rows = (out / "tables" / "train-fix.csv").read_text().splitlines()
-    assert len(csv_rows) == 1 + 5 and csv_rows[0].startswith("rank,task,method")
-    board = json.load(open(out / "board.json"))
+    assert len(csv_rows) == 1 + 6 and csv_rows[0].startswith("rank,score,task,method")
     assert set(board["tasks"]) == {"train/fix", "infer/fix"}
 
 
 def test_tex_and_markdown_escape():
     assert tables.tex_escape("a_b & 50% ±") == r"a\_b \& 50\% $\pm$"
     info = {"task": "t", "task_version": "1", "primary_metric": "acc", "higher_is_better": True,
-            "target": None, "headline_profile": "lte", "cloud_kind": None, "track": "train"}
+            "target": None, "headline_profile": "lte", "cloud_kind": None, "track": "train",
+            "quality": "acc", "quality_higher": True}
     row = {"rank": 1, "method": "a|b", "sweep_point": "x", "reference": None, "mean": 0.5, "ci95": None,
-           "seeds": 1, "runs": 1, "not_completed": [], "bytes_up": 1.5e6, "bytes_down": 0, "edge_flops": 2e9,
-           "cloud_flops": None, "cloud_nodes": None, "latency_mean_s": None, "latency_p95_s": None}
-    md = tables.markdown({"info": info, "rows": [row]})
-    assert "a\\|b" in md and "1.5 MB" in md and "2 G" in md
+           "seeds": 1, "runs": 1, "not_completed": [], "bytes_up": 1.5e6, "bytes_down": 0, "bytes": 1.5e6,
+           "edge_flops": 2e9, "cloud_flops": None, "cloud_nodes": None, "latency_mean_s": None,
+           "latency_p95_s": None, "quality": 0.5, "quality_lo": None, "quality_ci95": None, "val": None,
+           "cost": 1.5e6, "coincides": None}
+    score = {"axis": "bytes", "points": 20, "methods": [{"method": "a|b", "reference": None, "rank": 1,
+                                                         "score": 0.25, "cost": 1.5e6}]}
+    md = tables.markdown({"info": info, "rows": [row], "score": score})
+    assert "a\\|b" in md and "1.5 MB" in md and "2 GFLOP" in md and "0.250" in md
 
 
 def test_rows_differ_by_fingerprint_and_partial_runs_are_not_ranked(tmp_path):
@@ -241,6 +277,8 @@ def test_rows_differ_by_fingerprint_and_partial_runs_are_not_ranked(tmp_path):
     write_run(r / "b", method="fedavg", seed=0, value=0.9, extra={"fingerprint_id": "bbbb2222"})
     write_run(r / "c", method="capped", seed=0, value=0.99, extra={"stopped_early": True})
     write_run(r / "d", method="leaky", seed=0, value=0.98, extra={"scrambled": True})
+    write_run(r / "e", method="local", reference="local", value=0.1, bytes_up=0, bytes_down=0)
+    write_run(r / "e", method="centralized", reference="centralized", value=0.95)
     rows = summarize(load_results([str(r)]))["train/fix"]["rows"]
     fed = [x for x in rows if x["method"] == "fedavg"]
     assert len(fed) == 2 and {x["seeds"] for x in fed} == {1}
@@ -248,5 +286,61 @@ def test_rows_differ_by_fingerprint_and_partial_runs_are_not_ranked(tmp_path):
     by = {x["method"]: x for x in rows}
     assert by["capped"]["rank"] is None and by["capped"]["unranked"] == "partial (--max_units)"
     assert by["leaky"]["rank"] is None and by["leaky"]["unranked"] == "leak test"
-    assert [x["rank"] for x in rows if x["rank"]] == [1, 2]
-    assert rows[0]["mean"] == 0.9
+    assert sorted(x["rank"] for x in rows if x["rank"]) == [1, 1]    # fedavg: one ranked method
+    m = summarize(load_results([str(r)]))["train/fix"]["score"]["methods"][0]
+    assert m["method"] == "fedavg" and m["picks"][-1] == "default [bbbb2222]"    # its better point
+
+
+def _prov_runs(root, revs):
+    for i, rev in enumerate(revs):
+        write_run(root, method=f"m{i}", seed=0, revision=rev)
+
+
+@pytest.mark.parametrize("revs,ok", [((REV, REV), True), ((REV, REV + "-dirty"), False),
+                                     ((REV, "fedcba9876543210fedcba9876543210fedcba98"), False),
+                                     ((REV, None), False)])
+def test_publishing_refuses_dirty_or_mixed_results(tmp_path, revs, ok):
+    """--publish refuses a dirty tree, an unknown revision or two code revisions;
+    --allow_mixed publishes them and the pages say so."""
+    _prov_runs(tmp_path / "runs", revs)
+    out = tmp_path / "site"
+    if ok:
+        s = build([str(tmp_path / "runs")], str(out), "x", publish=True)
+        assert not s["meta"]["provenance"]["allow_mixed"]
+        assert "--allow_mixed" not in (out / "index.html").read_text()
+        return
+    with pytest.raises(LoadError, match="allow_mixed"):
+        build([str(tmp_path / "runs")], str(out), "x", publish=True)
+    assert not (out / "index.html").exists()
+    s = build([str(tmp_path / "runs")], str(out), "x", publish=True, allow_mixed=True)
+    assert s["meta"]["provenance"]["allow_mixed"]
+    for page in ("index.html", "tasks/train-fix.html", "methods/m0.html"):
+        assert "<b>--allow_mixed</b>" in (out / page).read_text()
+    # a local board (not --publish) lists the revisions and builds
+    s = build([str(tmp_path / "runs")], str(tmp_path / "local"), "x")
+    assert not s["meta"]["provenance"]["allow_mixed"] and len(s["meta"]["provenance"]["revisions"]) >= 1
+
+
+def test_commits_that_only_add_results_are_one_code_revision(tmp_path):
+    """Committing results under leaderboard/ as they finish keeps one code revision."""
+    from lsbench.leaderboard import provenance
+    g = lambda *a: subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True,  # noqa: E731
+                                  text=True).stdout.strip()
+    g("init", "-q")
+    g("config", "user.email", "t@t")
+    g("config", "user.name", "t")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    g("add", "code.py")
+    g("commit", "-qm", "a")
+    a = g("rev-parse", "HEAD")
+    os.makedirs(tmp_path / "leaderboard" / "results")
+    (tmp_path / "leaderboard" / "results" / "final.json").write_text("{}")
+    g("add", "leaderboard")
+    g("commit", "-qm", "results")
+    b = g("rev-parse", "HEAD")
+    (tmp_path / "code.py").write_text("x = 2\n")
+    g("commit", "-qam", "code")
+    c = g("rev-parse", "HEAD")
+    assert provenance.same_code(a, b, str(tmp_path)) and not provenance.same_code(a, c, str(tmp_path))
+    assert provenance.code_groups([a, b, c], str(tmp_path)) == [[x for x in sorted([a, b, c]) if x != c], [c]] or \
+        len(provenance.code_groups([a, b, c], str(tmp_path))) == 2

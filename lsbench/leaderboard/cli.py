@@ -17,6 +17,10 @@ def _flags():
     flags.DEFINE_multi_string("results", None, "Results directories (a suite's runs/ or single runs); "
                               "repeat the flag or separate with commas.", flag_values=fv)
     flags.DEFINE_string("out", None, "Output directory for tables/, plots/, tasks/, index.html.", flag_values=fv)
+    flags.DEFINE_bool("publish", False, "Publishing: refuse results from a dirty tree or from more than one "
+                      "code revision (see --allow_mixed).", flag_values=fv)
+    flags.DEFINE_bool("allow_mixed", False, "With --publish: accept dirty or mixed revisions; the pages say so.",
+                      flag_values=fv)
     return fv
 
 
@@ -32,7 +36,7 @@ def main(argv) -> int:
     from lsbench.results.schema import SchemaError
     command = "lsbench leaderboard " + " ".join(shlex.quote(a) for a in argv)
     try:
-        s = build(roots, fv.out, command)
+        s = build(roots, fv.out, command, publish=fv.publish, allow_mixed=fv.allow_mixed)
     except (LoadError, SchemaError) as e:
         _die(str(e).splitlines()[0])
     n = sum(r["runs"] for t in s["tasks"].values() for r in t["rows"])

@@ -3,14 +3,18 @@
 For each task t and method m with cost c[m, t] (inf when m never reached the
 target): r[m, t] = c[m, t] / min_m c[m, t]. Where the best cost is 0, methods
 that also cost 0 get r = 1 and the others r = inf. rho_m(tau) is the fraction
-of tasks with r[m, t] <= tau. The score is the area under rho_m over
-log10(tau) in [1, tau_max], normalised to [0, 1] (1: best on every task).
+of tasks with r[m, t] <= tau. The score is the area under rho_m over tau in
+[1, R_MAX], integrated linearly (as AlgoPerf does) and divided by R_MAX - 1:
+1 means best on every task; the range is fixed, so it does not depend on the
+ratios in a results folder.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+R_MAX = 4.0
 
 
 def ratios(costs: dict) -> tuple[list[str], list[str], np.ndarray]:
@@ -30,22 +34,19 @@ def ratios(costs: dict) -> tuple[list[str], list[str], np.ndarray]:
     return methods, tasks, r
 
 
-def profile(costs: dict, tau_max: float | None = None, points: int = 200):
-    """Returns {methods, tasks, ratios, tau, rho[M, P], score[M]}.
+def profile(costs: dict, r_max: float = R_MAX, points: int = 301):
+    """Returns {methods, tasks, ratios, tau, rho[M, P], score[M], r_max}.
 
-    tau runs log-spaced from 1 to tau_max (default: the largest finite ratio,
-    at least 2); the score is the normalised area under rho over log10(tau).
+    tau runs linearly from 1 to r_max; the score is the exact area under the
+    step function rho over [1, r_max], divided by r_max - 1.
     """
     methods, tasks, r = ratios(costs)
-    finite = r[np.isfinite(r)]
-    if tau_max is None:
-        tau_max = max(2.0, float(finite.max()) * 1.05 if finite.size else 2.0)
-    tau = np.logspace(0, math.log10(tau_max), points)
+    tau = np.linspace(1.0, r_max, points)
     nt = max(len(tasks), 1)
     rho = np.array([[(r[i] <= t).sum() / nt for t in tau] for i in range(len(methods))]).reshape(
         len(methods), points)
-    x = np.log10(tau)
-    span = x[-1] - x[0]
-    score = (np.array([np.sum((rho[i, 1:] + rho[i, :-1]) / 2 * np.diff(x)) / span
-                       for i in range(len(methods))]) if len(methods) else np.zeros(0))
-    return {"methods": methods, "tasks": tasks, "ratios": r, "tau": tau, "rho": rho, "score": score}
+    # exact area of the step: each task within r_max contributes (r_max - max(r, 1)) / nt
+    score = np.array([sum(max(r_max - max(x, 1.0), 0.0) for x in r[i] if math.isfinite(x)) / nt / (r_max - 1)
+                      for i in range(len(methods))]) if len(methods) else np.zeros(0)
+    return {"methods": methods, "tasks": tasks, "ratios": r, "tau": tau, "rho": rho, "score": score,
+            "r_max": r_max}

@@ -1,46 +1,10 @@
-"""Mean and Student-t confidence intervals over seeds (no SciPy needed)."""
+"""Intervals over seeds (scipy.stats): Student-t for means, Wilson for success rates."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-
-
-def t_pdf(x, df: float):
-    c = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-    return np.exp(c - (df + 1) / 2 * np.log1p(np.asarray(x, float) ** 2 / df))
-
-
-def t_cdf(t: float, df: float) -> float:
-    """Student-t CDF by Simpson integration of the density from 0 to |t|."""
-    a = abs(t)
-    if a == 0:
-        return 0.5
-    # Integrate in u = atan(x) to tame the heavy tails: dx = (1 + x^2) du.
-    n = 4000
-    u = np.linspace(0.0, math.atan(a), n + 1)
-    x = np.tan(u)
-    f = t_pdf(x, df) * (1 + x * x)
-    h = u[1] - u[0]
-    area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
-    return 0.5 + math.copysign(float(area), t)
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with df degrees of freedom (bisection)."""
-    if not 0 < p < 1:
-        raise ValueError(f"quantile level {p} must lie in (0, 1)")
-    if p == 0.5:
-        return 0.0
-    lo, hi = 0.0, 1.0
-    target = max(p, 1 - p)
-    while t_cdf(hi, df) < target:
-        hi *= 2
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if t_cdf(mid, df) < target else (lo, mid)
-    q = (lo + hi) / 2
-    return q if p > 0.5 else -q
+from scipy import stats
 
 
 def mean_ci(values, level: float = 0.95):
@@ -56,4 +20,12 @@ def mean_ci(values, level: float = 0.95):
     if n < 2:
         return m, None, n
     s = float(v.std(ddof=1))
-    return m, t_quantile((1 + level) / 2, n - 1) * s / math.sqrt(n), n
+    return m, float(stats.t.ppf((1 + level) / 2, n - 1)) * s / math.sqrt(n), n
+
+
+def wilson(successes: int, trials: int, level: float = 0.95):
+    """(low, high) Wilson score interval of a success rate (None for no trials)."""
+    if trials <= 0:
+        return None
+    ci = stats.binomtest(int(successes), int(trials)).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
