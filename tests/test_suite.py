@@ -35,9 +35,11 @@ def test_shipped_presets_parse_and_demo_covers_each_track():
 
 def test_pick_points_and_labels():
     sweep = [{"lr": x} for x in (0.1, 0.2, 0.3, 0.4, 0.5)]
-    assert pick_points(sweep, True) == sweep and pick_points(sweep, False) == [{}]
-    assert pick_points(sweep, 3) == [sweep[0], sweep[2], sweep[4]] and pick_points(sweep, 9) == sweep
-    assert pick_points((), True) == [{}] and pick_points(sweep, 1) == [sweep[0]]
+    assert pick_points(sweep, True) == [{}] + sweep and pick_points(sweep, False) == [{}]
+    # N: the default and N-1 points spread over the interior (the extremes are often reference copies)
+    assert pick_points(sweep, 3) == [{}, sweep[1], sweep[3]] and pick_points(sweep, 9) == [{}] + sweep
+    assert pick_points(sweep, 2, {"lr": 0.3}) == [{}, sweep[3]]    # lr=0.3 is the default: not picked again
+    assert pick_points((), True) == [{}] and pick_points(sweep, 1) == [{}]
     with pytest.raises(GridError):
         pick_points(sweep, "all")
     assert point_label({}) == "default" and point_label({"tau": 0.8, "codec_up": "int8"}) == "tau=0.8,codec_up=int8"
@@ -52,15 +54,17 @@ def test_grid_expansion_filters_and_unresolvable_entries(tmp_path):
     ids = [it.id for it in items]
     assert len(ids) == len(set(ids)) == (2 + 2 + 1 + 1) * 2
     train = [it for it in items if it.task_name == "test/tiny-train"]
-    assert {it.point for it in train} == {"lr=0.1", "lr=0.5"} and {it.seed for it in train} == {0, 1}
-    assert all(it.hparams == {"lr": float(it.point.split("=")[1])} for it in train)
+    # lr=0.5 is the default: collapsed into "default", and the plan says so
+    assert {it.point for it in train} == {"default", "lr=0.1"} and {it.seed for it in train} == {0, 1}
+    assert all(it.hparams == ({} if it.point == "default" else {"lr": float(it.point.split("=")[1])})
+               for it in train)
     bad = [it for it in items if it.error]
     assert {it.label for it in bad} == {"no-such-method", "fedavg"}
     assert all("\n" not in it.error and it.error for it in bad)
     assert train[0].workdir("/s") == f"/s/runs/test/tiny-train/sgd_fedavg/{train[0].point}/seed{train[0].seed}"
     only = expand(preset, seeds=[3], tracks=["infer"], methods=["tiny_infer:*"])
     assert [(it.label, it.point, it.seed) for it in only] == [
-        ("tiny_infer:Cascade", "tau=0.0", 3), ("tiny_infer:Cascade", "tau=1.01", 3)]
+        ("tiny_infer:Cascade", "default", 3), ("tiny_infer:Cascade", "tau=1.01", 3)]
     assert expand(preset, tasks=["nothing*"]) == []
 
 
@@ -127,10 +131,12 @@ def test_a_tasks_first_run_goes_alone():
     from lsbench.suite.runner import Suite
     mk = lambda t, s: RunItem(t, t, "train", "m", "m", s, {}, "default")  # noqa: E731
     a0, a1, b0 = mk("a", 0), mk("a", 1), mk("b", 0)
-    running = {"p": (a0, 0.0)}
+    running = {"worker": a0}
     assert Suite._next([a1, b0], running, warm=set()) is b0            # a is still building
     assert Suite._next([a1], running, warm=set()) is None
     assert Suite._next([a1, b0], running, warm={"a"}) is a1            # a is warm: run in parallel
+    b1 = mk("b", 1)
+    assert Suite._next([a1, b1], running, warm={"a"}, idle_keys={Suite._key(b1)}) is b1  # its worker waits
 
 
 def test_star_methods_respect_manifest_applies_to():

@@ -12,14 +12,18 @@ A preset::
 are every registered method whose ``Manifest.applies_to`` fits the task (the
 one source of truth; see ``lsbench.registry.applies_to``). A
 method's sweep points come from its class's ``sweep``: ``true`` runs them all,
-``false`` only the defaults, ``N`` N of them spread evenly. A task or method
-that cannot be loaded becomes a failed run with its one-line reason.
+``false`` only the defaults, ``N`` the default and N-1 interior points spread
+over the sweep (``pick_points``); points whose effective hyper-parameters are
+equal are run once, and the plan says so (``collapse``; the notes go to the
+suite's warnings, printed by --dry_run and kept in suite.json). A task or
+method that cannot be loaded becomes a failed run with its one-line reason.
 """
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
 import json
+import math
 import os
 import re
 
@@ -95,19 +99,54 @@ def point_label(point: dict) -> str:
     return ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in point.items())
 
 
-def pick_points(sweep, choice) -> list[dict]:
-    """The sweep points to run: all (True), none (False: defaults), or N spread evenly."""
+def pick_points(sweep, choice, defaults=None) -> list[dict]:
+    """The sweep points to run; ``{}`` is the method's default and always comes first.
+
+    ``false``: the default only. ``true``: the default and every sweep point.
+    ``N``: N operating points, the default and N-1 sweep points spread over the
+    sweep's interior (quantile positions (i + 1/2) / (N-1) of the points that are
+    not the default), so the extremes, which are often copies of the edge-only
+    and cloud-only references, are left out unless the sweep is that short.
+    """
     sweep = [dict(s) for s in sweep or ()]
     if choice is False or not sweep:
         return [{}]
     if choice is True:
-        return sweep
-    if not isinstance(choice, int) or choice < 1:
+        return [{}] + sweep
+    if isinstance(choice, bool) or not isinstance(choice, int) or choice < 1:
         raise GridError(f"\"sweep\" must be true, false or a positive integer, not {choice!r}")
-    if choice >= len(sweep):
-        return sweep
-    idx = sorted({round(i * (len(sweep) - 1) / max(choice - 1, 1)) for i in range(choice)})
-    return [sweep[i] for i in idx]
+    defaults = dict(defaults or {})
+    rest = [s for s in sweep if {**defaults, **s} != defaults]
+    k = choice - 1
+    if k >= len(rest):
+        return [{}] + rest
+    idx = sorted({min(len(rest) - 1, int(math.floor((i + 0.5) * len(rest) / k))) for i in range(k)})
+    return [{}] + [rest[i] for i in idx]
+
+
+def collapse(points, cls=None, spec=None) -> tuple[list[dict], list[str]]:
+    """Drops points whose *effective* hyper-parameters equal an earlier point's: the
+    defaults merged with the point, then, if the method defines it,
+    ``cls.effective_hparams(hp, spec) -> dict`` (values the method caps, e.g. a
+    public-set size larger than the task's public split). Returns (points, notes)."""
+    defaults = dict(getattr(cls, "default_hparams", {}) or {})
+    hook = getattr(cls, "effective_hparams", None)
+    seen, out, notes = {}, [], []
+    for p in points:
+        eff = {**defaults, **p}
+        if hook is not None:
+            try:
+                eff = dict(hook(dict(eff), spec))
+            except Exception:  # noqa: BLE001 - a broken hook collapses nothing
+                pass
+        key = json.dumps(eff, sort_keys=True, default=str)
+        if key in seen:
+            notes.append(f"{point_label(p)} runs the same effective hyper-parameters as {point_label(seen[key])} "
+                         f"({key}); not run")
+            continue
+        seen[key] = p
+        out.append(p)
+    return out, notes
 
 
 def _one_line(e: Exception) -> str:
@@ -196,7 +235,11 @@ def expand(preset: dict, seeds=None, tracks=None, tasks=None, methods=None, warn
                     try:
                         cls = load_method(mname, spec)
                         label = _label(mname, spec)
-                        points = pick_points(getattr(cls, "sweep", ()), m.get("sweep", g.get("sweep", False)))
+                        points = pick_points(getattr(cls, "sweep", ()), m.get("sweep", g.get("sweep", False)),
+                                             getattr(cls, "default_hparams", {}))
+                        points, notes = collapse(points, cls, spec)
+                        warnings += [f"{task_name} {label}: {n}" for n in notes
+                                     if f"{task_name} {label}: {n}" not in warnings]
                     except GridError:
                         raise
                     except Exception as e:  # noqa: BLE001
