@@ -16,7 +16,7 @@ PIP := $(PY) -m pip
 LSBENCH := $(PY) -m lsbench.cli.main
 DEMO_DIR ?= runs/demo
 
-.PHONY: venv install install-test demo test test-slow bench accelerator-check leaderboard-publish
+.PHONY: venv install install-test demo test test-slow bench accelerator-check leaderboard-publish leaderboard-sync
 
 venv: $(PY)
 
@@ -58,11 +58,15 @@ bench: install
 accelerator-check: install
 	PY=$(PY) bash benchmarks/accelerator_check.sh
 
-# Regenerate the published board in leaderboard/ (PRESET=quick by default; finished runs are reused).
-PRESET ?= quick
+# Regenerate the published board in leaderboard/ (PRESET=small is what is published). Resumable:
+# committed results made by the current code are reused (seed); `make leaderboard-sync` copies and
+# commits finished runs at any time (also while the suite runs); publishing refuses dirty or mixed code.
+PRESET ?= small
 leaderboard-publish: install
+	$(PY) -m lsbench.leaderboard.publish seed --results=leaderboard/results --workdir=runs/$(PRESET)
 	$(LSBENCH) suite --preset=$(PRESET) --workdir=runs/$(PRESET)
-	rm -rf leaderboard/results && mkdir -p leaderboard/results
-	cd runs/$(PRESET)/runs && find . \( -name final.json -o -name metrics.jsonl -o -name manifest.json \) \
-		-exec cp --parents {} $(CURDIR)/leaderboard/results/ \;
-	$(LSBENCH) leaderboard --results=leaderboard/results --out=leaderboard
+	$(PY) -m lsbench.leaderboard.publish sync --results=leaderboard/results --workdir=runs/$(PRESET)
+	$(LSBENCH) leaderboard --publish --results=leaderboard/results --out=leaderboard
+
+leaderboard-sync:
+	$(PY) -m lsbench.leaderboard.publish sync --results=leaderboard/results --workdir=runs/$(PRESET) --commit

@@ -344,3 +344,23 @@ def test_commits_that_only_add_results_are_one_code_revision(tmp_path):
     assert provenance.same_code(a, b, str(tmp_path)) and not provenance.same_code(a, c, str(tmp_path))
     assert provenance.code_groups([a, b, c], str(tmp_path)) == [[x for x in sorted([a, b, c]) if x != c], [c]] or \
         len(provenance.code_groups([a, b, c], str(tmp_path))) == 2
+
+
+def test_publish_seed_reuses_only_current_code_and_sync_mirrors_finished_runs(tmp_path):
+    """A publishing run resumes from committed results made by the same code;
+    stale or dirty ones run again; sync mirrors the finished runs."""
+    from lsbench.leaderboard import publish
+    res, wd = tmp_path / "results", tmp_path / "work"
+    write_run(res, method="a", revision=REV)
+    write_run(res, method="b", revision=REV + "-dirty")
+    write_run(res, method="c", revision="fedcba9876543210fedcba9876543210fedcba98")   # not in this repo
+    c = publish.seed(str(res), str(wd), current=REV)
+    assert (c["reused"], c["stale"], c["present"]) == (1, 2, 0)
+    assert (wd / "runs" / "train/fix/a/default/seed0/final.json").exists()
+    assert not (wd / "runs" / "train/fix/b").exists()
+    assert publish.seed(str(res), str(wd), current=REV)["present"] == 1          # idempotent
+    write_run(wd / "runs", method="d", revision=REV)
+    os.makedirs(wd / "runs" / "train/fix/e/default/seed0")                       # unfinished: no final.json
+    assert publish.sync(str(wd), str(res))["runs"] == 2
+    assert sorted(os.listdir(res / "train/fix")) == ["a", "d"]
+    assert sorted(os.listdir(res / "train/fix/d/default/seed0")) == ["final.json", "manifest.json", "metrics.jsonl"]

@@ -6,7 +6,7 @@ A preset::
     {"name": "demo", "description": "...", "seeds": [0], "timeout_s": null,
      "groups": [{"tasks": ["train/digits"] | "*", "tier": "small" | "default" | null,
                  "methods": ["fedavg", {"name": "cascade", "sweep": 3, "hparams": {...}}] | "*",
-                 "sweep": true | false | N}]}
+                 "sweep": true | false | N, "exclude": ["train/*-byz*"]}]}
 
 ``"*"`` tasks are every registered task (``tier`` filters them); ``"*"`` methods
 are every registered method whose ``Manifest.applies_to`` fits the task (the
@@ -217,6 +217,8 @@ def expand(preset: dict, seeds=None, tracks=None, tasks=None, methods=None, warn
             task_name = spec.name if ok else tname
             track = spec.track if ok else tname.split("/")[0] if tname.split("/")[0] in api.TRACKS else None
             if not match(tasks, tname, task_name) or (tracks and track not in tracks):
+                continue
+            if any(fnmatch.fnmatch(task_name, p) for p in g.get("exclude", ())):
                 continue
             merrs: list = []
             entries = g["methods"] if g["methods"] != "*" else (_methods_for(spec, merrs, warnings) if ok else ["*"])
