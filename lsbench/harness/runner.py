@@ -441,6 +441,7 @@ def _manifest(cfg, spec, cls, hp, inst, data_dir, fp=None) -> dict:
         "method": _method_label(cfg.method), "method_manifest": dataclasses.asdict(cls.manifest),
         "hparams": hp, "seed": cfg.seed, "data_dir": os.path.abspath(os.path.expanduser(data_dir)),
         "hashes": {"task_spec": spec_hash(spec), **dict(inst.hashes)},
+        "reference_training": dict(getattr(inst, "reference_training", None) or {}),
         "fingerprint": fp, "fingerprint_id": fingerprint_id(fp) if fp else None,
     }
 
