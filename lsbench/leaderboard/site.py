@@ -58,16 +58,23 @@ def _page(title, body, meta, up="") -> str:
 
 
 def _suite_failures(roots) -> list[dict]:
-    """Failed runs recorded by `lsbench suite` (suite.json in a root or its parent)."""
-    out = []
+    """Failed runs recorded by `lsbench suite` (suite.json, or a --shard's
+    suite.shard-I-of-N.json, in a root or its parent)."""
+    import glob
+    out, seen = [], set()
     for r in roots:
-        for p in (os.path.join(r, "suite.json"), os.path.join(os.path.dirname(os.path.abspath(r)), "suite.json")):
-            if os.path.exists(p):
+        for d in (r, os.path.dirname(os.path.abspath(r))):
+            paths = sorted(glob.glob(os.path.join(d, "suite.json")) + glob.glob(os.path.join(d, "suite.shard-*-of-*.json")))
+            for p in paths:
+                if os.path.abspath(p) in seen:
+                    continue
+                seen.add(os.path.abspath(p))
                 try:
                     runs = json.load(open(p)).get("runs", [])
                 except (OSError, ValueError):
                     continue
                 out += [x for x in runs if x.get("status") == "failed"]
+            if paths:
                 break
     return out
 
