@@ -31,7 +31,18 @@ def _flags():
     flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "Passed to every run.", **d)
     flags.DEFINE_integer("run_timeout_s", None, "Kill a run after this many seconds (default: the preset's).", **d)
     flags.DEFINE_bool("strict", False, "Exit 1 if any run failed.", **d)
+    flags.DEFINE_string("shard", None, "Run only slice i of N (i/N, 0-based) of the grid, e.g. 0/4: a "
+                        "deterministic split (one sweep point's seeds stay together) for N machines or a "
+                        "job array; `lsbench leaderboard --results=A,B,...` merges their runs/ folders.", **d)
     return fv
+
+
+def parse_shard(text):
+    """'i/N' -> (i, N), or exit 2 with one line."""
+    i, _, n = (text or "").partition("/")
+    if not (i.isdigit() and n.isdigit() and int(n) >= 1 and int(i) < int(n)):
+        _die(f"--shard must be i/N with 0 <= i < N (e.g. 0/4), not '{text}'")
+    return int(i), int(n)
 
 
 def main(argv) -> int:
@@ -59,16 +70,31 @@ def main(argv) -> int:
         _die(str(e))
     if not items:
         _die("no runs match the preset and filters (--tracks/--tasks/--methods); try --dry_run without them")
+    shard = None
+    if fv.shard:
+        from lsbench.suite.runner import shard_items
+        shard = parse_shard(fv.shard)
+        items = shard_items(items, *shard)
+        if not items:
+            print(f"shard {fv.shard} of this grid has no runs (the grid has fewer sweep points than shards)")
+            return 0
+    if fv.platform in ("gpu", "tpu"):   # fail once, not in every run
+        from lsbench.errors import LsbenchError
+        from lsbench.harness.distributed import select_platform
+        try:
+            select_platform(fv.platform)
+        except LsbenchError as e:
+            _die(str(e))
     if fv.dry_run:
         return _dry_run(items, fv.workdir, warnings)
-    from lsbench.suite.runner import Suite
+    from lsbench.suite.runner import Suite, suite_json_name
     command = "lsbench suite " + " ".join(shlex.quote(a) for a in argv)
     timeout = fv.run_timeout_s or preset.get("timeout_s")
     counts = Suite(items, fv.workdir, preset, fv.workers, fv.data_dir, fv.platform, timeout, command,
-                   warnings).run()
+                   warnings, shard=shard).run()
     failed = counts.get("failed", 0)
     print(f"suite {preset['name']}: {counts['total']} runs, {counts.get('completed', 0)} completed, "
-          f"{failed} failed; summary in {os.path.join(fv.workdir, 'suite.json')}", flush=True)
+          f"{failed} failed; summary in {os.path.join(fv.workdir, suite_json_name(shard))}", flush=True)
     return 1 if (fv.strict and failed) else 0
 
 

@@ -1,7 +1,14 @@
-"""Runs a grid: each run is `lsbench run` in its own subprocess (a crash stays
-isolated), up to N at a time. Completed runs (a valid final.json) are skipped,
-interrupted ones resumed with --resume; suite.json is rewritten atomically
-after every run, so a killed suite leaves a consistent record."""
+"""Runs a grid: up to N runs at a time, each `lsbench run` inside a worker
+process. A worker imports lsbench and JAX once and runs one method on one task
+run after run (seeds, sweep points), so one plugin never shares a process with
+another. A run that crashes or times out takes only its worker down: the run
+is recorded as failed and a fresh worker takes the next one. Completed runs
+(a valid final.json) are skipped, interrupted ones resumed with --resume;
+suite.json is rewritten atomically after every run, so a killed suite leaves a
+consistent record.
+
+    python -m lsbench.suite.runner --worker   reads one JSON job per line on stdin
+"""
 from __future__ import annotations
 
 import datetime
@@ -39,12 +46,118 @@ def done_final(workdir: str):
         return None
 
 
+def shard_items(items, i: int, n: int) -> list:
+    """Slice ``i`` of ``n`` of a grid: its (task, method, sweep point) groups in
+    sorted order, dealt round-robin, so the N slices cover the grid exactly once
+    whatever order the grid came in, and one point's seeds share a slice."""
+    keys = sorted({(it.task_name, it.label, it.point) for it in items})
+    mine = set(keys[i::n])
+    return [it for it in items if (it.task_name, it.label, it.point) in mine]
+
+
+def suite_json_name(shard=None) -> str:
+    """suite.json, or suite.shard-I-of-N.json (slices may share a workdir)."""
+    return "suite.json" if not shard else f"suite.shard-{shard[0]}-of-{shard[1]}.json"
+
+
 def run_command(item, workdir, data_dir=None, platform=None, resume=False) -> list[str]:
     cmd = [sys.executable, "-m", "lsbench.cli.main", "run", f"--task={item.task}", f"--method={item.method}",
            f"--seed={item.seed}", f"--workdir={workdir}", f"--hparams={json.dumps(item.hparams)}",
            f"--sweep_point={item.point}"]
     cmd += [f"--data_dir={data_dir}"] * bool(data_dir) + [f"--platform={platform}"] * bool(platform)
     return cmd + ["--resume"] * resume
+
+
+RESULT = "@@lsbench-worker-result "
+
+
+class Worker:
+    """A `python -m lsbench.suite.runner --worker` process serving one (task, method)."""
+
+    def __init__(self, key, stderr_path):
+        self.key, self.job, self.t, self._buf = key, None, None, b""
+        with open(stderr_path, "a") as err:
+            self.p = subprocess.Popen([sys.executable, "-m", "lsbench.suite.runner", "--worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                      preexec_fn=_die_with_parent)
+        os.set_blocking(self.p.stdout.fileno(), False)
+
+    def start(self, item, args, log_path):
+        self.job, self.t = item, time.time()
+        self.p.stdin.write((json.dumps({"args": args, "log": log_path}) + "\n").encode())
+        self.p.stdin.flush()
+
+    def result(self):
+        """The job's exit status once it is done; -9 style negatives if the worker died."""
+        try:
+            chunk = os.read(self.p.stdout.fileno(), 65536)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            self._buf += chunk
+        lines = self._buf.split(b"\n")
+        for k, line in enumerate(lines[:-1]):
+            if line.startswith(RESULT.encode()):
+                self._buf = b"\n".join(lines[k + 1:])
+                return int(json.loads(line[len(RESULT):])["rc"])
+        if chunk == b"" or self.p.poll() is not None:  # EOF: the worker is gone
+            self.p.wait()
+            return self.p.returncode if self.p.returncode not in (None, 0) else 1
+        return None
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def kill(self):
+        if self.alive():
+            self.p.kill()
+        self.p.wait()
+
+    def close(self):
+        try:
+            self.p.stdin.close()
+            self.p.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.kill()
+
+
+def worker_main() -> int:
+    """Runs jobs {"args": [lsbench run flags], "log": path} from stdin, one at a
+    time, each with stdout/stderr (file descriptors too) sent to its log."""
+    import traceback
+    res = os.fdopen(os.dup(1), "w", buffering=1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)   # stray output never reaches the result pipe
+    from lsbench.cli import main as cli
+    import lsbench.harness.runner  # noqa: F401 - imported once, before the first job
+    for k, line in enumerate(sys.stdin):
+        job = json.loads(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.argv = [cli.__file__, "run", *job["args"]]
+        print(f"[lsbench suite: worker pid {os.getpid()}, run {k + 1} in this process]", flush=True)
+        try:
+            rc = cli.main(list(sys.argv)) or 0
+        except SystemExit as e:
+            rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - an internal error: its traceback goes to the log
+            traceback.print_exc()
+            rc = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for f in (fd, *saved):
+                os.close(f)
+        res.write(RESULT + json.dumps({"rc": rc}) + "\n")
+    return 0
 
 
 def failure_reason(log_path: str, rc: int) -> str:
@@ -60,10 +173,11 @@ def failure_reason(log_path: str, rc: int) -> str:
 
 class Suite:
     def __init__(self, items, root, preset, workers=1, data_dir=None, platform=None, timeout_s=None,
-                 command="", warnings=(), out=None):
+                 command="", warnings=(), out=None, shard=None):
         self.items, self.root, self.preset = items, os.path.abspath(root), preset
         self.workers, self.data_dir, self.platform = max(1, workers), data_dir, platform
         self.timeout_s, self.command, self.warnings = timeout_s, command, list(warnings)
+        self.shard = shard
         self.out = out or (lambda s: print(s, flush=True))
         self.records = {it.id: self._record(it, "pending") for it in items}
         self.t0 = time.time()
@@ -82,8 +196,9 @@ class Suite:
         return c
 
     def write(self):
-        write_json(os.path.join(self.root, "suite.json"), {
+        write_json(os.path.join(self.root, suite_json_name(self.shard)), {
             "schema": SUITE_SCHEMA, "preset": self.preset.get("name"), "preset_path": self.preset.get("path"),
+            "shard": None if not self.shard else f"{self.shard[0]}/{self.shard[1]}",
             "command": self.command, "workdir": self.root, "started": self.started,
             "wall_s": round(time.time() - self.t0, 2), "counts": self.counts(), "warnings": self.warnings,
             "runs": list(self.records.values())})
@@ -118,63 +233,89 @@ class Suite:
                  f"({c.get('failed', 0)} failed to resolve), {len(todo)} to run, {self.workers} worker(s)")
         for w in self.warnings:
             self.out(f"warning: {w}")
-        running = {}
+        running, idle = {}, []   # worker -> item being run; workers waiting for a job
         # A task's first run builds its data and caches its reference models; the
         # task's other runs wait for it rather than race it on the data dir.
         warm = {it.task_name for it in self.items if it not in todo}
         try:
             while todo or running:
                 while len(running) < self.workers:
-                    it = self._next(todo, running, warm)
+                    it = self._next(todo, running, warm, {w.key for w in idle})
                     if it is None:
                         break
                     todo.remove(it)
-                    running[self._start(it)] = (it, time.time())
-                time.sleep(0.1)
-                for p in list(running):
-                    it, t = running[p]
-                    timed_out = self.timeout_s and time.time() - t > self.timeout_s
-                    if p.poll() is None and not timed_out:
+                    w = self._worker_for(it, idle, len(running))
+                    self._start(w, it)
+                    running[w] = it
+                for w in [w for w in idle if not any(self._key(t) == w.key for t in todo)]:
+                    idle.remove(w)   # nothing left for its (task, method)
+                    w.close()
+                time.sleep(0.05)
+                for w in list(running):
+                    it = running[w]
+                    timed_out = self.timeout_s and time.time() - w.t > self.timeout_s
+                    rc = w.result()
+                    if rc is None and not timed_out:
                         continue
-                    if timed_out and p.poll() is None:
-                        p.kill()
-                        p.wait()
-                    del running[p]
-                    p.log.close()
+                    if rc is None:
+                        w.kill()
+                    del running[w]
+                    if rc == 0 and w.alive():
+                        idle.append(w)
+                    else:
+                        w.kill()   # crashed, timed out, or failed: a fresh worker for what follows
                     warm.add(it.task_name)
-                    rec = self._finish(it, p, time.time() - t, timed_out)
+                    rec = self._finish(it, rc if rc is not None else -9, time.time() - w.t,
+                                       rc is None)
                     self.records[it.id] = rec
                     self.write()
                     self.progress(rec, len(running))
         finally:
-            for p in running:
-                p.kill()
+            for w in list(running) + idle:
+                w.kill()
         self.write()
         return self.counts()
 
     @staticmethod
-    def _next(todo, running, warm):
-        busy = {it.task_name for it, _ in running.values()}
-        return next((it for it in todo if it.task_name in warm or it.task_name not in busy), None)
+    def _key(it):
+        return (it.task, it.method)
 
-    def _start(self, it):
+    @classmethod
+    def _next(cls, todo, running, warm, idle_keys=()):
+        busy = {it.task_name for it in running.values()}
+        ok = [it for it in todo if it.task_name in warm or it.task_name not in busy]
+        return next((it for it in ok if cls._key(it) in idle_keys), ok[0] if ok else None)
+
+    def _worker_for(self, it, idle, n_running):
+        """An idle worker of this (task, method), else a fresh one (an idle worker
+        of another method makes room)."""
+        w = next((w for w in idle if w.key == self._key(it)), None)
+        if w is not None:
+            idle.remove(w)
+            return w
+        while idle and n_running + len(idle) >= self.workers:
+            idle.pop(0).close()
+        return Worker(self._key(it), os.path.join(self.root, "logs", "workers.log"))
+
+    def _start(self, w, it):
         wd = it.workdir(self.root)
         resume = RunDir(wd).exists()
-        log_path = self._log_path(it)
-        log = open(log_path, "w")
-        p = subprocess.Popen(run_command(it, wd, self.data_dir, self.platform, resume), stdout=log,
-                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
-        p.log = log
-        return p
+        w.start(it, run_command(it, wd, self.data_dir, self.platform, resume)[4:], self._log_path(it))
 
     def _log_path(self, it):
         return os.path.join(self.root, "logs", os.path.relpath(it.workdir(self.root), os.path.join(
             self.root, "runs")).replace(os.sep, "__") + ".log")
 
-    def _finish(self, it, p, wall, timed_out):
+    def _finish(self, it, rc, wall, timed_out):
         final = done_final(it.workdir(self.root))
         if timed_out:
             return self._record(it, "failed", f"timed out after {self.timeout_s}s", wall, True)
-        if p.returncode == 0 and final is not None:
+        if rc == 0 and final is not None:
             return self._record(it, final["status"], None, wall, True)
-        return self._record(it, "failed", failure_reason(self._log_path(it), p.returncode), wall, True)
+        return self._record(it, "failed", failure_reason(self._log_path(it), rc), wall, True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--worker"]:
+        sys.exit("usage: python -m lsbench.suite.runner --worker  (started by `lsbench suite`)")
+    sys.exit(worker_main())
