@@ -5,6 +5,7 @@
     lsbench check --method=M                                  validate a plugin
     lsbench suite --preset=demo --workdir=DIR                 a grid of runs
     lsbench leaderboard --results=DIR --out=DIR               tables, plots, site
+    lsbench verify --results=DIR                              re-run one seed per point, compare
 
 User errors print one line to stderr and exit 2; nothing is written.
 """
@@ -197,6 +198,7 @@ COMMANDS = {
     "run": cmd_run, "list": cmd_list, "check": cmd_check,
     "suite": lambda a: _delegate("lsbench.suite.cli", a),
     "leaderboard": lambda a: _delegate("lsbench.leaderboard.cli", a),
+    "verify": lambda a: _delegate("lsbench.results.verify", a),
 }
 
 
