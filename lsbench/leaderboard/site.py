@@ -11,7 +11,7 @@ import math
 import os
 
 from lsbench import __version__
-from lsbench.leaderboard import plots, provenance, tables
+from lsbench.leaderboard import board_schema, plots, provenance, tables
 from lsbench.leaderboard.load import load_results
 from lsbench.leaderboard.perf_profile import profile
 from lsbench.leaderboard.plots import AXES, headline_key
@@ -327,4 +327,5 @@ def build(roots, out: str, command: str = "lsbench leaderboard", publish: bool =
                             for k, p in profs.items()},
                "suite_failures": failures}
     write_json(os.path.join(out, "board.json"), _json_safe(summary))
+    board_schema.write(os.path.join(out, "schema"), BOARD_SCHEMA)
     return summary

@@ -118,3 +118,38 @@ def load_metrics(path: str) -> list[dict]:
                 raise SchemaError(f"{path}: line {i} lacks an integer 'step'")
             rows.append(r)
     return rows
+
+
+def json_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of final.json, from the tables above: the
+    published leaderboard/schema/final.schema.json (tests keep the two equal)."""
+    def typ(t):
+        ts = t if isinstance(t, tuple) else (t,)
+        names = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object",
+                 list: "array", type(None): "null"}
+        out = sorted({names[x] for x in ts})
+        if "number" in out and "integer" in out:
+            out.remove("integer")
+        return {"type": out[0] if len(out) == 1 else out}
+    count = {"type": "integer", "minimum": 0}
+    props = {k: typ(t) for k, t in {**REQUIRED, **OPTIONAL}.items()}
+    props["schema"] = {"const": SCHEMA}
+    props["status"] = {"enum": list(STATUSES)}
+    props["track"] = {"enum": list(TRACKS)}
+    props["seed"] = {"type": "integer"}
+    props["costs"] = {"type": "object", "required": list(COST_KEYS),
+                      "properties": {k: count for k in COST_KEYS + EXTRA_COST_KEYS},
+                      "additionalProperties": count}
+    num_or_null = {"type": ["number", "null"]}
+    props["metrics"] = {"type": "object", "additionalProperties": num_or_null}
+    props["validation"] = {"type": "object", "additionalProperties": num_or_null}
+    props["derived"] = {"type": "object", "properties": {"modelled": {"const": True}},
+                        "additionalProperties": {"type": "object", "additionalProperties": {"type": "number"}}}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://lsbench.invalid/schema/final.schema.json",
+        "title": f"lsbench run result ({SCHEMA})",
+        "description": "One run's final.json, as lsbench/results/schema.py validates it. A completed run "
+                       "also has a finite number at metrics[primary_metric].",
+        "type": "object", "required": list(REQUIRED), "properties": props, "additionalProperties": True,
+    }
