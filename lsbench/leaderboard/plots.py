@@ -19,7 +19,8 @@ AXES = {"bytes": ("bytes", "bytes up + down per run", "B"),
         "cloud_flops": ("cloud_flops", "cloud FLOPs per run", "FLOP"),
         "edge_flops": ("edge_flops", "edge FLOPs per run", "FLOP"),
         "cloud_nodes": ("cloud_nodes", "cloud solver nodes per run", ""),
-        "latency": ("latency_mean_s", "modelled latency per example", "s")}
+        "latency": ("latency_mean_s", "modelled latency per example", "s"),
+        "setup_bytes_down": ("setup_bytes_down", "setup bytes down per run", "B")}
 
 
 def headline_key(score_axis: str, info) -> str:

@@ -40,6 +40,7 @@ AXES = {
     "edge_flops": "edge FLOPs per run (FLOP)",
     "cloud_work": "cloud work per run (solver nodes, or cloud FLOPs for a learned cloud)",
     "latency": "modelled latency per example at the headline profile (s)",
+    "setup_bytes_down": "setup bytes down per run (e.g. the edge model shipped once) (B)",
 }
 REL_TOL = 1e-9      # a cost equal to a budget up to float rounding is within it
 
@@ -69,6 +70,7 @@ SPECS = (
     ("infer/shapes-split*", ScoreSpec(axis="latency", quality="accuracy", higher_is_better=True)),
     ("infer/pcfg-specdec*", ScoreSpec(axis="latency", quality="token_match_greedy", higher_is_better=True)),
     ("plan/*", ScoreSpec(axis="cloud_work", quality="success", higher_is_better=True)),
+    ("compress/*", ScoreSpec(axis="setup_bytes_down", quality="accuracy", higher_is_better=True)),
     ("train/*", _TRAIN),
 )
 TRACK_DEFAULT = {"train": _TRAIN, "infer": ScoreSpec(axis="cloud_flops"), "plan": ScoreSpec(axis="cloud_work")}
@@ -94,6 +96,8 @@ def axis_cost(final: dict, axis: str) -> Optional[float]:
         v = (final.get("derived") or {}).get(final.get("headline_profile") or "", {})
         v = v.get("latency_mean_s") if isinstance(v, dict) else None
         return None if v is None else float(v)
+    if axis in c:
+        return float(c[axis])
     if axis.startswith("metric:"):
         v = (final.get("metrics") or {}).get(axis[7:])
         return None if v is None else float(v)

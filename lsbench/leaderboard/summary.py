@@ -102,7 +102,7 @@ def make_row(info, method, point, runs) -> dict:
         if cost_vals else None,
         "bytes_up": costs("bytes_up"), "bytes_down": costs("bytes_down"),
         "edge_flops": costs("edge_flops"), "cloud_flops": costs("cloud_flops"),
-        "cloud_nodes": costs("cloud_nodes"),
+        "cloud_nodes": costs("cloud_nodes"), "setup_bytes_down": costs("setup_bytes_down"),
         "latency_mean_s": lat("latency_mean_s"), "latency_p95_s": lat("latency_p95_s"),
         "edge_energy_j": lat("edge_energy_j"),
         "wall_s": _mean([r.final["wall_s"] for r in use]),
@@ -133,9 +133,10 @@ def _pt(r, use_val: bool) -> dict:
 
 
 def _ref_point(rows, kinds, use_val, higher):
-    """The reference's point (its sweep selected on validation, like any method)."""
+    """The reference's point (its sweep selected on validation, like any method); a
+    reference over an edge budget (e.g. the fp32 cloud model on the edge) still counts."""
     pts = [_pt(r, use_val) for r in rows if r["reference"] in kinds and r["quality"] is not None
-           and r["cost"] is not None]
+           and r["cost"] is not None and r.get("unranked") in (None, "over budget")]
     return scoring.select(pts, math.inf, higher)
 
 
@@ -147,13 +148,15 @@ def score_task(info, rows) -> dict:
     higher = info["quality_higher"]
     usable = [r for r in rows if r["quality"] is not None and r["cost"] is not None and not r.get("unranked")]
     use_val = bool(usable) and all(r["val"] is not None for r in usable)
+    refs = [r for r in rows if r["quality"] is not None and r["cost"] is not None and r["reference"] is not None
+            and r.get("unranked") == "over budget" and (r["val"] is not None or not use_val)]
     out = {"axis": spec.axis, "quality": info["quality"], "higher_is_better": higher,
            "selected_on": "validation" if use_val else "test (no validation split in these results)",
            "lo": spec.lo, "hi": spec.hi, "points": spec.points, "edge_ref": list(spec.edge_ref),
            "cloud_ref": list(spec.cloud_ref), "anchor": None, "anchor_spread": None, "grid": [],
            "q_edge": None, "q_cloud": None, "methods": [], "note": None}
-    edge = _ref_point(usable, spec.edge_ref, use_val, higher)
-    cloud = _ref_point(usable, spec.cloud_ref, use_val, higher)
+    edge = _ref_point(usable + refs, spec.edge_ref, use_val, higher)
+    cloud = _ref_point(usable + refs, spec.cloud_ref, use_val, higher)
     for r in rows:
         r["rank"] = None
     if edge is None or cloud is None:
@@ -164,7 +167,7 @@ def score_task(info, rows) -> dict:
                        else "no score: edge and cloud references have the same quality (no gap)")
     if out["note"]:
         return out
-    cloud_row = next(r for r in usable if r["reference"] in spec.cloud_ref and r["sweep_point"] == cloud["label"])
+    cloud_row = next(r for r in usable + refs if r["reference"] in spec.cloud_ref and r["sweep_point"] == cloud["label"])
     grid = scoring.budgets(cloud["cost"], spec)
     out.update(anchor=cloud["cost"], anchor_spread=cloud_row["cost_spread"], grid=[float(b) for b in grid],
                q_edge=edge["test"], q_cloud=cloud["test"], edge_point=edge["label"], cloud_point=cloud["label"])
