@@ -7,30 +7,39 @@ Their FLOPs are billed as ``setup_cloud_flops`` / ``setup_edge_flops`` (matmul;
 ``*_all``: all ops), the edge's summed over every client. A method that sets
 ``edge_uses_public`` gets the public split on its edge views (the task puts it
 on the cloud view only), billed as ``setup_bytes_down``: its bytes once per
-client.
+client; so is a pretrained model (``TrainView.pretrained``).
 
-Per round, clients are sampled per capacity tier (stratified: each tier gets
-``round(clients_per_round * n_tier / C)`` clients, at least one, so shapes are
-fixed and each tier's round compiles once). For each tier one jitted call runs
-the cloud's ``cloud_downlink`` -> channel -> vmap over clients of the tier's
-edge ``client_init``; a ``lax.scan`` of ``client_step`` over the padded local
-steps, masked past each client's real step count; ``client_final`` -> channel.
-Each client also reports its example count (float32) and its local step count
-(int32): 8 bytes more up per client, billed when ``cloud_update`` reads them
-(``Round.examples`` / ``Round.local_steps``; a cloud that never looks at them,
-e.g. the ``local`` reference, is sent none). Then ``cloud_update`` gets one
-:class:`api.Round`: the delivered uplinks, concatenated over tiers when every
-tier's uplink has the same structure and per-client shapes (else a dict
-``{tier: stacked}`` in tier order), and the reports. Edge state for every
-client lives here.
+A round is one traced program, composed only of the sides' sealed programs
+(called through their ``Side`` handles) and the harness's own code:
+- sampling, in JAX from the root key: per capacity tier (stratified: each tier
+  gets ``round(clients_per_round * n_tier / C)`` clients, at least one, so
+  shapes are fixed); stragglers draw their step count in [1, budget];
+- per tier: the cloud's ``cloud_downlink`` -> channel -> vmap over the tier's
+  clients of the edge's ``client_init``; ``client_step`` in a ``while_loop``
+  while ``s < steps`` (so a round is padded only to its own longest client,
+  not to the task's); ``client_final`` -> channel;
+- each client's report: its example count (float32) and local step count
+  (int32): 8 bytes more up per client, billed when ``cloud_update`` reads them
+  (``Round.examples`` / ``Round.local_steps``; a cloud that never looks at
+  them, e.g. the ``local`` reference, is sent none);
+- ``cloud_update`` on one :class:`api.Round`: the delivered uplinks,
+  concatenated over tiers when every tier's uplink has the same structure and
+  per-client shapes (else a dict ``{tier: stacked}`` in tier order).
+Rounds between two evaluations (or checkpoints) run as one ``lax.scan`` over
+rounds (``run_units``), with no Python per round; the scan returns each
+round's per-client byte counts, real rows and losses, from which the host
+bills the cost counters (int64) and writes one metrics row per round. Edge
+state for every client lives here, on the device.
 
 Local batches: each round a client draws one permutation of its examples;
 position p of the round's stream is example ``perm[p mod n]``, so epochs beyond
 the first repeat that round's order. Rows past ``ceil(local_epochs * n)`` are
 masked. Client keys derive from (seed, round, tier, client id), so the
-``loop`` and ``vmap`` backends compute the same thing. Edge FLOPs are billed
-per real example: ``client_step`` FLOPs x real rows / batch size, plus
-``client_init`` and ``client_final`` once per client.
+``loop`` (Python loops, one jitted call per step: debugging), ``vmap`` and
+``shard`` (clients on a 1-D device mesh, padded to a multiple of the device
+count with masked clients that are never billed) backends compute the same
+thing. Edge FLOPs are billed per real example: ``client_step`` FLOPs x real
+rows / batch size, plus ``client_init`` and ``client_final`` once per client.
 
 Evaluation (``predict_edge`` on each tier's edge object, ``predict_global_edge``
 and ``predict_cloud`` on the cloud's) goes through the sealed sides too, and
@@ -59,6 +68,7 @@ SETUP_KEYS = ("setup_bytes_up", "setup_bytes_down", "setup_edge_flops", "setup_c
               "setup_edge_flops_all", "setup_cloud_flops_all")
 # What each client reports with its uplink (billed: 4 + 4 bytes).
 REPORT = {"examples": jnp.float32, "local_steps": jnp.int32}
+SAMPLE_SALT = 7_007  # the sampler's key: fold_in(fold_in(root, round + 1), SAMPLE_SALT)
 
 
 def _sds(x):
@@ -141,6 +151,7 @@ def _reseal(inst, sides):
 # ----------------------------------------------------------------- the loop
 class TrainLoop:
     unit = "round"
+    max_chunk = 50  # rounds per compiled scan, at most
 
     def __init__(self, inst: TrainInstance, sides, seed: int, backend: str = "vmap",
                  scramble: bool = False):
@@ -180,8 +191,17 @@ class TrainLoop:
         self.down = Channel(hp.get("codec_down", cloud.codec_down), scramble=scramble)
         self.report = Channel("raw", scramble=scramble)
         self.per_client = bool(cloud.per_client_downlink)
+        # Client data and tables on the device (the compiled rounds index them).
         self.x = jnp.asarray(inst.train_x)
         self.y = jnp.asarray(inst.train_y)
+        self.tables = {"x": self.x, "y": self.y, "n": jnp.asarray(n, jnp.int32),
+                       "steps": jnp.asarray(self.steps), "rows": jnp.asarray(self.rows)}
+        self._pos = jnp.asarray(self.pos)
+        self._members = {t: jnp.asarray(self.members[t]) for t in self.tiers}
+        # Rounds per compiled scan: up to the next evaluation (runs end chunks early
+        # at evaluations, checkpoints and the last round; one program serves all).
+        self.chunk = max(1, min(int(inst.eval_every), self.num_units, self.max_chunk))
+        self.ndev = len(jax.devices()) if backend == "shard" else 1
         self._jit = {}
 
     def edge(self, t):
@@ -225,63 +245,293 @@ class TrainLoop:
             costs["setup_bytes_down"] += _nbytes(pre) * self.C
         return {"cloud": cloud, "edge": edge, "costs": costs}
 
+    # ---- sampling (JAX, from the root key) --------------------------------------
+    def _sample_jax(self, root, r, tab):
+        """Round ``r``'s clients: ``{t: sorted int32[k_t] ids}`` and ``{t: int32[k_t]
+        local steps}`` (stragglers: a random number of steps in [1, budget])."""
+        skey = jax.random.fold_in(jax.random.fold_in(root, r + 1), SAMPLE_SALT)
+        frac = float(self.inst.straggler_fraction)
+        picks, steps = {}, {}
+        for t in self.tiers:
+            k_pick, k_strag, k_len = jax.random.split(jax.random.fold_in(skey, t), 3)
+            ids = jnp.sort(jax.random.choice(k_pick, self._members[t], (self.k[t],), replace=False))
+            st = tab["steps"][ids]
+            if frac > 0:
+                strag = jax.random.uniform(k_strag, (self.k[t],)) < frac
+                st = jnp.where(strag, jax.random.randint(k_len, (self.k[t],), 1, st + 1), st)
+            picks[t], steps[t] = ids.astype(jnp.int32), st.astype(jnp.int32)
+        return picks, steps
+
+    def sample(self, r):
+        """Round ``r``'s clients per tier (numpy) and every client's local steps
+        that round (the task's budget; stragglers' own counts where sampled)."""
+        if "sample" not in self._jit:
+            self._jit["sample"] = jax.jit(self._sample_jax)
+        picks, st = jax.device_get(self._jit["sample"](self.root, r, self.tables))
+        steps = self.steps.copy()
+        for t in self.tiers:
+            steps[picks[t]] = st[t]
+        return {t: np.asarray(p) for t, p in picks.items()}, steps
+
     # ---- one client -----------------------------------------------------------
-    def _client(self, side, edge_state, down, x, y, n, steps, rows, key):
-        B, S = self.B, self.S
+    def _client(self, side, edge_state, down, X, Y, c, n, steps, rows, key):
+        """One client's round: ``client_init``; ``client_step`` while ``s < steps``
+        (vmapped, a tier's clients run to that round's longest one); ``client_final``
+        -> channel."""
+        B = self.B
         k_init, k_perm, k_step, k_final = jax.random.split(key, 4)
         cs = side("client_init", edge_state, down, k_init)
-        nmax = x.shape[0]
+        nmax = X.shape[1]
         u = jax.random.uniform(k_perm, (nmax,))
         perm = jnp.argsort(jnp.where(jnp.arange(nmax) < n, u, 2.0))
         n_safe = jnp.maximum(n, 1)
 
-        def body(cs, s):
+        def body(carry):
+            s, cs, lsum, fin = carry
             p = s * B + jnp.arange(B)
             idx = perm[p % n_safe]
-            batch = {"x": x[idx], "y": y[idx], "mask": p < rows}
-            new, loss = side("client_step", cs, batch, jax.random.fold_in(k_step, s))
-            live = s < steps
-            return _tree_where(live, new, cs), jnp.where(live, loss, 0.0)
+            batch = {"x": X[c, idx], "y": Y[c, idx], "mask": p < rows}
+            cs, loss = side("client_step", cs, batch, jax.random.fold_in(k_step, s))
+            return s + 1, cs, lsum + loss.astype(jnp.float32), fin & jnp.all(jnp.isfinite(loss))
 
-        cs, losses = jax.lax.scan(body, cs, jnp.arange(S))
+        init = (jnp.int32(0), cs, jnp.float32(0), jnp.array(True))
+        _, cs, lsum, fin = jax.lax.while_loop(lambda cr: cr[0] < steps, body, init)
         edge_state, up = side("client_final", cs, edge_state, k_final)
         up, up_bytes = self.up.transmit(up, True)
-        ok = _finite(losses) & _finite(up)
-        return edge_state, up, up_bytes, losses.sum() / jnp.maximum(steps, 1), ok
+        return edge_state, up, up_bytes, lsum / jnp.maximum(steps, 1), fin & _finite(up)
 
     def _report(self, n, steps):
         return {"examples": jnp.asarray(n, jnp.float32), "local_steps": jnp.asarray(steps, jnp.int32)}
 
-    def _tier_fn(self, t):
-        if t in self._jit:
-            return self._jit[t]
-        side, name, cloud_side = self.edge(t), self.inst.tiers[t], self.cloud
+    # ---- a round, traced --------------------------------------------------------
+    def _tier(self, t, cloud, edge_tier, tab, ids, steps, rkey):
+        """Tier ``t``'s part of a round: downlink -> channel -> clients -> channel."""
+        side, name, k = self.edge(t), self.inst.tiers[t], self.k[t]
+        pos, n = self._pos[ids], tab["n"][ids]
+        rows = jnp.minimum(tab["rows"][ids], steps * self.B)
+        tkey = jax.random.fold_in(rkey, t)
+        keys = jax.vmap(lambda c: jax.random.fold_in(tkey, c))(ids)
+        down = self.cloud("cloud_downlink", cloud, name, ids)
+        if self.per_client:
+            down, dbytes = jax.vmap(self.down.transmit)(down)
+        else:
+            down, b = self.down.transmit(down, True)
+            dbytes = jnp.full(ids.shape, b)
+        es = jax.tree_util.tree_map(lambda a: a[pos], edge_tier)
+        batched = (es, down, ids, n, steps, rows, keys) if self.per_client else (es, ids, n, steps, rows, keys)
+        pad = (-k) % self.ndev
+        if pad:  # masked clients (copies of the first), dropped below and never billed
+            sel = jnp.concatenate([jnp.arange(k), jnp.zeros(pad, jnp.int32)])
+            batched = jax.tree_util.tree_map(lambda a: a[sel], batched)
+        if self.backend == "shard":
+            batched = _shard_clients(batched)
+        if not self.per_client:
+            batched = batched[:1] + (down,) + batched[1:]
+        d_axis = 0 if self.per_client else None
+        res = jax.vmap(functools.partial(self._client, side), in_axes=(0, d_axis, None, None, 0, 0, 0, 0, 0))(
+            batched[0], batched[1], tab["x"], tab["y"], *batched[2:])
+        if pad:
+            res = jax.tree_util.tree_map(lambda a: a[:k], res)
+        es2, up, ubytes, loss, ok = res
+        rep, rbytes = jax.vmap(self.report.transmit)(self._report(n, steps))
+        edge_tier = jax.tree_util.tree_map(lambda a, b: a.at[pos].set(b), edge_tier, es2)
+        out = {"ids": ids, "rows": rows, "dbytes": dbytes, "ubytes": ubytes + rbytes * self.report_read,
+               "loss": loss}
+        return edge_tier, up, rep, out, jnp.all(ok)
 
-        def run(cloud, edge_tier, x, y, ids, pos, n, steps, rows, keys):
-            down = cloud_side("cloud_downlink", cloud, name, ids)
-            if self.per_client:
-                down, dbytes = jax.vmap(self.down.transmit)(down)
-                d_axis = 0
+    def _clients_part(self, root, cloud, edge, tab, r):
+        """A round up to the delivered uplinks: (edge, {tier: uplink}, report,
+        per-client outputs, ok, picks)."""
+        rkey = jax.random.fold_in(root, r + 1)
+        picks, steps = self._sample_jax(root, r, tab)
+        edge, ups, reps, outs, ok = list(edge), {}, [], [], jnp.array(True)
+        for t in self.tiers:
+            edge[t], up, rep, out, ok_t = self._tier(t, cloud, edge[t], tab, picks[t], steps[t], rkey)
+            ups[self.inst.tiers[t]] = up
+            reps.append(rep)
+            outs.append(out)
+            ok = ok & ok_t
+        cat = lambda *a: jnp.concatenate(a)  # noqa: E731
+        rep = jax.tree_util.tree_map(cat, *reps) if len(reps) > 1 else reps[0]
+        out = jax.tree_util.tree_map(cat, *outs) if len(outs) > 1 else outs[0]
+        return edge, ups, rep, out, ok, picks
+
+    def _update_part(self, cloud, ups, rep, ids, rkey):
+        """``cloud_update`` on the round's delivered uplinks: (cloud, ok)."""
+        tier = jnp.concatenate([jnp.full((self.k[t],), t, jnp.int32) for t in self.tiers])
+        rnd = api.Round(messages=merge_tiers(ups), examples=rep["examples"],
+                        client_ids=jnp.asarray(ids, jnp.int32), tier=tier, local_steps=rep["local_steps"])
+        cloud = self.cloud("cloud_update", cloud, rnd, jax.random.fold_in(rkey, 10_000))
+        return cloud, _finite(cloud)
+
+    def _round_fn(self, root, cloud, edge, tab, r):
+        """One whole round as traced code: sampling, every tier, ``cloud_update``.
+        Returns (cloud, edge, per-client outputs, ok)."""
+        edge, ups, rep, out, ok, _ = self._clients_part(root, cloud, edge, tab, r)
+        cloud, ok_c = self._update_part(cloud, ups, rep, out["ids"], jax.random.fold_in(root, r + 1))
+        return cloud, edge, out, ok & ok_c
+
+    def _round_attacked(self, cloud, edge, r):
+        """A round of a task with Byzantine clients: the compiled clients' part,
+        the attack on the host (``inst.attack.round``), the compiled update."""
+        if "clients" not in self._jit:
+            self._jit["clients"] = jax.jit(self._clients_part)
+            self._jit["update_part"] = jax.jit(self._update_part)
+        edge, ups, rep, out, ok, picks = self._jit["clients"](self.root, cloud, edge, self.tables, np.int32(r))
+        rkey = jax.random.fold_in(self.root, r + 1)
+        picks = {t: np.asarray(p) for t, p in picks.items()}
+        ups = self.inst.attack.round(self, cloud, ups, picks, rkey)  # lsbench.attacks.hook
+        cloud, ok_c = self._jit["update_part"](cloud, ups, rep, out["ids"], rkey)
+        return cloud, edge, jax.device_get(out), bool(ok) and bool(ok_c)
+
+    def _chunk_fn(self, seeds: bool = False):
+        """The compiled program of ``self.chunk`` rounds: a ``lax.scan`` over rounds
+        ``r0 + i``. Rounds at or past ``r_end`` are skipped (``lax.cond``), and so is
+        every round after one that failed (NaN/Inf). ``seeds``: vmapped over a
+        leading seed axis of (root, cloud, edge, tables)."""
+        key = ("chunk", seeds)
+        if key in self._jit:
+            return self._jit[key]
+
+        def chunk(root, cloud, edge, tab, r0, r_end):
+            def run(ce, r):
+                c2, e2, out, ok = self._round_fn(root, ce[0], ce[1], tab, r)
+                return (c2, e2), out, ok
+
+            shapes = jax.eval_shape(run, (cloud, edge), r0)[1]
+            zeros = lambda: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+
+            def body(carry, i):
+                r = r0 + i
+
+                def go(carry):
+                    cloud, edge, dead = carry
+                    (cloud, edge), out, ok = jax.lax.cond(
+                        dead, lambda ce, r: (ce, zeros(), jnp.array(True)), run, (cloud, edge), r)
+                    return (cloud, edge, dead | ~ok), (out, ok)
+                return jax.lax.cond(r < r_end, go, lambda c: (c, (zeros(), jnp.array(True))), carry)
+
+            (cloud, edge, _), (outs, oks) = jax.lax.scan(
+                body, (cloud, edge, jnp.array(False)), jnp.arange(self.chunk, dtype=jnp.int32))
+            return cloud, edge, outs, oks
+
+        fn = jax.vmap(chunk, in_axes=(0, 0, 0, 0, None, None)) if seeds else chunk
+        self._jit[key] = jax.jit(fn)
+        return self._jit[key]
+
+    # ---- rounds, driven from the host ---------------------------------------------
+    def run_units(self, state, start: int, end: int):
+        """Rounds ``[start, end)``. Returns (state, rows, ok): one metrics row per
+        round done (``train_loss`` and the cumulative cost counters), and ok=False
+        when a round produced NaN/Inf (its row is the last; the state is the one
+        after it). vmap/shard: ``self.chunk`` rounds per compiled call; loop: a
+        Python loop of jitted per-step calls (debugging)."""
+        costs, rows = dict(state["costs"]), []
+        cloud, edge = state["cloud"], state["edge"]
+        r = start
+        while r < end:
+            if self.backend == "loop" or getattr(self.inst.attack, "active", False):
+                hi = r + 1
+                step = self._round_loop if self.backend == "loop" else self._round_attacked
+                cloud, edge, out, ok = step(cloud, edge, r)
+                outs, oks = [out], [ok]
             else:
-                down, b = self.down.transmit(down, True)
-                dbytes, d_axis = jnp.full(ids.shape, b), None
-            es = jax.tree_util.tree_map(lambda a: a[pos], edge_tier)
-            xs, ys = x[ids], y[ids]
-            if self.backend == "shard":
-                xs = _shard_clients(xs)
-            es2, up, ubytes, loss, ok = jax.vmap(
-                functools.partial(self._client, side), in_axes=(0, d_axis, 0, 0, 0, 0, 0, 0))(
-                es, down, xs, ys, n, steps, rows, keys)
-            rep, rbytes = jax.vmap(self.report.transmit)(self._report(n, steps))
-            edge_tier = jax.tree_util.tree_map(lambda a, b: a.at[pos].set(b), edge_tier, es2)
-            return edge_tier, up, rep, dbytes, ubytes + rbytes * self.report_read, loss, ok
+                hi = min(end, r + self.chunk)
+                cloud, edge, outs_d, oks_d = self._chunk_fn()(self.root, cloud, edge, self.tables,
+                                                              np.int32(r), np.int32(hi))
+                outs_d, oks = jax.device_get((outs_d, oks_d))
+                outs = [jax.tree_util.tree_map(lambda a, i=i: a[i], outs_d) for i in range(hi - r)]
+            for out, ok in zip(outs, oks):
+                costs = self._bill(out, costs)
+                row = {"train_loss": float(np.asarray(out["loss"]).mean())}
+                row.update({k: int(v) for k, v in costs.items()})
+                rows.append(row)
+                if not bool(ok):
+                    return {"cloud": cloud, "edge": edge, "costs": costs}, rows, False
+            r = hi
+        return {"cloud": cloud, "edge": edge, "costs": costs}, rows, True
 
-        self._jit[t] = jax.jit(run)
-        return self._jit[t]
+    def run_unit(self, state, r):
+        """One round (``run_units(state, r, r + 1)``): (state, row, ok)."""
+        state, rows, ok = self.run_units(state, r, r + 1)
+        return state, rows[0], ok
+
+    @functools.cached_property
+    def _flop_table(self):
+        """Per sampled client (tier order): matmul and all-ops FLOPs of
+        ``client_init`` + ``client_final`` and of one ``client_step``; and the
+        cloud's per round (every tier's ``cloud_downlink`` and ``cloud_update``)."""
+        k = self._key_abs()
+        cloud = self.cloud.shape("cloud_setup", k)
+        fixed, step, fixed_all, step_all = [], [], [], []
+        c_mm = c_all = 0
+        for t in self.tiers:
+            es_row = self.edge(t).shape("edge_setup", k)
+            fl = self._edge_flops(t, cloud, _stack_abs(es_row, self.k[t]))
+            fixed += [fl["init"].matmul + fl["final"].matmul] * self.k[t]
+            fixed_all += [fl["init"].total + fl["final"].total] * self.k[t]
+            step += [fl["step"].matmul] * self.k[t]
+            step_all += [fl["step"].total] * self.k[t]
+            ids = jax.ShapeDtypeStruct((self.k[t],), jnp.int32)
+            cd = self.cloud.flops("cloud_downlink", cloud, self.inst.tiers[t], ids)
+            c_mm, c_all = c_mm + cd.matmul, c_all + cd.total
+        rnd = self._abstract_round(self._abstract_uplinks(cloud))
+        cu = self.cloud.flops("cloud_update", cloud, rnd, k)
+        a = lambda v: np.asarray(v, np.int64)  # noqa: E731
+        return {"fixed": a(fixed), "step": a(step), "fixed_all": a(fixed_all), "step_all": a(step_all),
+                "cloud": int(c_mm + cu.matmul), "cloud_all": int(c_all + cu.total)}
+
+    def _bill(self, out, costs):
+        """The cost counters after one round, from its per-client outputs (int64 on
+        the host): bytes as the channel counted them, edge FLOPs per real example
+        (``client_step`` x real rows / batch size, plus init and final)."""
+        ft, B = self._flop_table, self.B
+        rows = np.asarray(out["rows"], np.int64)
+        new = dict(costs)
+        new["bytes_down"] = costs["bytes_down"] + np.asarray(out["dbytes"], np.int64).sum()
+        new["bytes_up"] = costs["bytes_up"] + np.asarray(out["ubytes"], np.int64).sum()
+        new["messages"] = costs["messages"] + np.int64(2 * len(rows))
+        new["edge_flops"] = costs["edge_flops"] + (ft["fixed"] + ft["step"] * rows // B).sum()
+        new["edge_flops_all"] = costs["edge_flops_all"] + (ft["fixed_all"] + ft["step_all"] * rows // B).sum()
+        new["cloud_flops"] = costs["cloud_flops"] + np.int64(ft["cloud"])
+        new["cloud_flops_all"] = costs["cloud_flops_all"] + np.int64(ft["cloud_all"])
+        return new
+
+    # ---- the loop backend (debugging: Python loops, one jitted call per step) --------
+    def _round_loop(self, cloud, edge, r):
+        picks, steps = self.sample(r)
+        rows = np.minimum(self.rows, steps * self.B)
+        rkey = jax.random.fold_in(self.root, r + 1)
+        edge, ups, reps, outs, ok_all = list(edge), {}, [], [], True
+        for t in self.tiers:
+            ids = picks[t]
+            tkey = jax.random.fold_in(rkey, t)
+            keys = jax.vmap(lambda c: jax.random.fold_in(tkey, c))(jnp.asarray(ids))
+            edge[t], up, rep, db, ub, loss, ok = self._tier_loop(
+                t, cloud, edge[t], ids, self.pos[ids], np.asarray(self.inst.train_n)[ids], steps[ids],
+                rows[ids], keys)
+            ups[self.inst.tiers[t]] = up
+            reps.append(rep)
+            outs.append({"ids": ids, "rows": rows[ids], "dbytes": np.asarray(db), "ubytes": np.asarray(ub),
+                         "loss": np.asarray(loss)})
+            ok_all = ok_all and bool(np.all(np.asarray(ok)))
+        cat = lambda *a: np.concatenate(a)  # noqa: E731
+        out = jax.tree_util.tree_map(cat, *outs) if len(outs) > 1 else outs[0]
+        rep = jax.tree_util.tree_map(lambda *a: jnp.concatenate(a), *reps) if len(reps) > 1 else reps[0]
+        if self.inst.attack is not None:  # the task's Byzantine clients (lsbench.attacks.hook)
+            ups = self.inst.attack.round(self, cloud, ups, picks, rkey)
+        tier = np.concatenate([np.full(self.k[t], t, np.int32) for t in self.tiers])
+        rnd = api.Round(messages=merge_tiers(ups), examples=rep["examples"],
+                        client_ids=jnp.asarray(out["ids"], jnp.int32), tier=jnp.asarray(tier),
+                        local_steps=rep["local_steps"])
+        if "update" not in self._jit:
+            self._jit["update"] = jax.jit(lambda c, rd, k: self.cloud("cloud_update", c, rd, k))
+        cloud = self._jit["update"](cloud, rnd, jax.random.fold_in(rkey, 10_000))
+        return cloud, edge, out, ok_all and bool(_finite(cloud))
 
     def _tier_loop(self, t, cloud, edge_tier, ids, pos, n, steps, rows, keys):
-        """The FedJAX-style debug backend: Python loops, one jitted call per step.
-        Its compiled functions are kept per tier (tiers differ in shapes)."""
+        """One tier of a round, client by client, step by step. Its compiled
+        functions are kept per tier (tiers differ in shapes)."""
         side, name, cloud_side = self.edge(t), self.inst.tiers[t], self.cloud
         if ("loop", t) not in self._jit:
             self._jit[("loop", t)] = (
@@ -314,84 +564,13 @@ class TrainLoop:
             rep, rb = t_rep(self._report(n[j], steps[j]), True)
             rb = rb * self.report_read
             ok = bool(_finite(jnp.stack(losses))) and bool(_finite(up))
-            outs.append((es, up, rep, db, ub + rb, sum(losses) / max(len(losses), 1), ok))
+            loss = sum(jnp.asarray(v, jnp.float32) for v in losses) / max(len(losses), 1)
+            outs.append((es, up, rep, db, ub + rb, loss, ok))
         stack = lambda i: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *[o[i] for o in outs])  # noqa: E731
         edge_tier = jax.tree_util.tree_map(lambda a, b: a.at[pos].set(b), edge_tier, stack(0))
         return (edge_tier, stack(1), stack(2), jnp.stack([o[3] for o in outs]),
                 jnp.stack([o[4] for o in outs]), jnp.stack([jnp.asarray(o[5]) for o in outs]),
                 jnp.asarray([o[6] for o in outs]))
-
-    # ---- a round ------------------------------------------------------------
-    def sample(self, r):
-        rng = np.random.default_rng([self.seed, r, 7])
-        picks = {t: np.sort(rng.choice(self.members[t], self.k[t], replace=False)) for t in self.tiers}
-        steps = self.steps.copy()
-        frac = self.inst.straggler_fraction
-        if frac > 0:
-            for t in self.tiers:
-                ids = picks[t]
-                strag = rng.random(len(ids)) < frac
-                steps[ids] = np.where(strag, rng.integers(1, steps[ids] + 1), steps[ids])
-        return picks, steps
-
-    def run_unit(self, state, r):
-        picks, steps = self.sample(r)
-        rows = np.minimum(self.rows, steps * self.B)
-        rkey = jax.random.fold_in(self.root, r + 1)
-        cloud, edge = state["cloud"], list(state["edge"])
-        uplinks, reps, idl, tierl, losses, ok_all = {}, [], [], [], [], True
-        costs = {k: 0 for k in COST_KEYS}
-        for t in self.tiers:
-            ids = picks[t]
-            pos, n = self.pos[ids], np.asarray(self.inst.train_n)[ids]
-            tkey = jax.random.fold_in(rkey, t)
-            keys = jax.vmap(lambda c: jax.random.fold_in(tkey, c))(jnp.asarray(ids))
-            if self.backend == "loop":
-                out = self._tier_loop(t, cloud, edge[t], ids, pos, n, steps[ids], rows[ids], keys)
-            else:
-                out = self._tier_fn(t)(cloud, edge[t], self.x, self.y, jnp.asarray(ids), jnp.asarray(pos),
-                                       jnp.asarray(n), jnp.asarray(steps[ids]), jnp.asarray(rows[ids]), keys)
-            edge[t], up, rep, dbytes, ubytes, loss, ok = out
-            name = self.inst.tiers[t]
-            uplinks[name] = up
-            reps.append(rep)
-            idl.append(np.asarray(ids, np.int32))
-            tierl.append(np.full(len(ids), t, np.int32))
-            losses.append(np.asarray(loss))
-            ok_all = ok_all and bool(np.all(np.asarray(ok)))
-            costs["bytes_down"] += int(np.asarray(dbytes, np.int64).sum())
-            costs["bytes_up"] += int(np.asarray(ubytes, np.int64).sum())
-            costs["messages"] += 2 * len(ids)
-            fl = self._edge_flops(t, cloud, edge[t])
-            for rw in rows[ids]:
-                costs["edge_flops"] += fl["init"].matmul + fl["final"].matmul + fl["step"].matmul * int(rw) // self.B
-                costs["edge_flops_all"] += fl["init"].total + fl["final"].total + fl["step"].total * int(rw) // self.B
-            cd = self.cloud.flops("cloud_downlink", cloud, name, jnp.asarray(ids))
-            costs["cloud_flops"] += cd.matmul
-            costs["cloud_flops_all"] += cd.total
-        if self.inst.attack is not None:  # the task's Byzantine clients (lsbench.attacks.hook)
-            uplinks = self.inst.attack.round(self, cloud, uplinks, picks, rkey)
-        rnd = self._round(uplinks, reps, idl, tierl)
-        ukey = jax.random.fold_in(rkey, 10_000)
-        cu = self.cloud.flops("cloud_update", cloud, rnd, ukey)
-        costs["cloud_flops"] += cu.matmul
-        costs["cloud_flops_all"] += cu.total
-        if "update" not in self._jit:
-            self._jit["update"] = jax.jit(lambda c, rd, k: self.cloud("cloud_update", c, rd, k))
-        cloud = self._jit["update"](cloud, rnd, ukey)
-        ok_all = ok_all and bool(_finite(cloud))
-        new_costs = dict(state["costs"])
-        for k in COST_KEYS:
-            new_costs[k] = state["costs"][k] + np.int64(costs[k])
-        row = {"train_loss": float(np.concatenate(losses).mean())}
-        return {"cloud": cloud, "edge": edge, "costs": new_costs}, row, ok_all
-
-    def _round(self, uplinks, reps, ids, tiers) -> api.Round:
-        cat = lambda *a: jnp.concatenate(a)  # noqa: E731
-        rep = jax.tree_util.tree_map(cat, *reps) if len(reps) > 1 else reps[0]
-        return api.Round(messages=merge_tiers(uplinks), examples=rep["examples"],
-                         client_ids=jnp.asarray(np.concatenate(ids), jnp.int32),
-                         tier=jnp.asarray(np.concatenate(tiers), jnp.int32), local_steps=rep["local_steps"])
 
     @functools.cached_property
     def report_read(self) -> int:
@@ -642,11 +821,12 @@ def _scalar(x, what, name):
         raise PluginError(f"method {name}: {what} must return a float scalar loss, got {x.dtype}{list(x.shape)}")
 
 
-def _shard_clients(x):
-    """Puts the client axis on a 1-D device mesh when it divides evenly."""
+def _shard_clients(tree):
+    """Puts the leading (client) axis of every leaf on a 1-D device mesh (the
+    caller pads it to a multiple of the device count)."""
     devs = jax.devices()
-    if len(devs) < 2 or x.shape[0] % len(devs):
-        return x
+    if len(devs) < 2:
+        return tree
     mesh = jax.sharding.Mesh(np.array(devs), ("clients",))
-    spec = jax.sharding.PartitionSpec("clients")
-    return jax.lax.with_sharding_constraint(x, jax.sharding.NamedSharding(mesh, spec))
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("clients"))
+    return jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, spec), tree)
