@@ -47,7 +47,10 @@ def _scale(ax, vals):
     if len(pos) < 2 or max(pos) / min(pos) < 100:
         return
     if any(v == 0 for v in vals):
-        ax.set_xscale("symlog", linthresh=10 ** math.floor(math.log10(min(pos))))
+        lo = math.floor(math.log10(min(pos)))
+        ax.set_xscale("symlog", linthresh=10 ** lo, linscale=0.4)
+        step = max(1, (math.ceil(math.log10(max(pos))) - lo) // 6)   # at most ~7 labelled decades
+        ax.set_xticks([0] + [10.0 ** e for e in range(lo, math.ceil(math.log10(max(pos))) + 1, step)])
     else:
         ax.set_xscale("log")
 
@@ -99,10 +102,11 @@ def quality_vs_cost(task, axis: str, base: str) -> list[str]:
             xs, ys = frontier([{"cost": r[key], "test": r["quality"], "val": r["val"] if use_val else r["quality"],
                                 "label": r["sweep_point"]} for r in pts], higher)
             ax.step(xs + [xmax], ys + ys[-1:], where="post", color=col, linewidth=1.2, alpha=0.8)
-    if axis == headline_key(sc["axis"], info) and sc["grid"]:
-        ax.axvspan(sc["grid"][0], sc["grid"][-1], color="0.85", alpha=0.35, lw=0,
-                   label=f"score's budget range ({len(sc['grid'])} budgets)")
-    _scale(ax, [r[key] for r in rows])
+    grid = sc["grid"] if axis == headline_key(sc["axis"], info) else []
+    if grid:
+        ax.axvspan(grid[0], grid[-1], color="0.85", alpha=0.35, lw=0,
+                   label=f"score's budget range ({len(grid)} budgets)")
+    _scale(ax, [r[key] for r in rows] + ([grid[0], grid[-1]] if grid else []))
     ax.xaxis.set_major_formatter(EngFormatter(unit=unit, places=None, sep=" "))
     ax.set_xlabel(f"{label} ({unit})" if unit else label)
     arrow = "higher is better" if higher else "lower is better"
