@@ -1,0 +1,59 @@
+"""Distillation into the student architecture, and the two references of the
+``compress/*`` tasks.
+
+- ``kd``: Hinton et al. (2015). The cloud trains ``models['edge']`` on its
+  training split with alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha)
+  * cross-entropy (Adam, cosine decay; ``epochs``, ``lr``, ``batch``), the
+  teacher being the cloud model, and ships the fp32 student.
+- ``compress.scratch`` (reference): the same student and recipe, alpha = 0.
+- ``compress.cloud-model`` (reference): the fp32 cloud model itself shipped
+  whole; over the edge budget: plotted, never ranked.
+"""
+from __future__ import annotations
+
+import jax
+
+from lsbench import api
+from lsbench.models import distill
+from baselines.compress_common import Shipped
+
+
+class KD(Shipped):
+    manifest = api.Manifest(
+        name="kd", tracks=("infer",), applies_to=("compress",),
+        description="Hinton distillation of the cloud model into the student architecture",
+        paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015")
+    role = "edge"
+    default_hparams = {"T": 4.0, "alpha": 0.9, "epochs": 20, "lr": 3e-3, "batch": 64}
+    sweep = ({"T": 2.0, "alpha": 0.5}, {"T": 2.0, "alpha": 0.9}, {"T": 4.0, "alpha": 0.5},
+             {"T": 4.0, "alpha": 0.9}, {"T": 8.0, "alpha": 0.9})
+
+    def derive(self, rng):
+        hp = self.hp
+        T, alpha = float(hp["T"]), float(hp["alpha"])
+        k_init, k_train = jax.random.split(rng)
+        md = self.model
+        data = self.data(with_teacher=alpha > 0)
+
+        def loss(p, b):
+            return distill.kd_loss(md.apply(p, b["x"]), b.get("t"), b["y"], T, alpha)
+        return distill.train(loss, md.init(k_init), data, k_train, epochs=int(hp["epochs"]),
+                             batch=int(hp["batch"]), lr=float(hp["lr"]))
+
+
+class Scratch(KD):
+    manifest = api.Manifest(
+        name="scratch", tracks=("infer",), applies_to=("compress",), reference="edge-only",
+        description="the student architecture trained on the same data without a teacher "
+                    "(kd's recipe with alpha = 0)")
+    default_hparams = dict(KD.default_hparams, alpha=0.0)
+    sweep = ()
+
+
+class CloudModel(Shipped):
+    manifest = api.Manifest(
+        name="cloud-model", tracks=("infer",), applies_to=("compress",), reference="cloud-only",
+        description="the fp32 cloud model shipped whole (over the edge budget: plotted, not ranked)")
+
+    def derive(self, rng):
+        return self.view.params["cloud"]

@@ -1,0 +1,120 @@
+"""Compression track (inference loop): derive an edge model from the shapes
+cloud CNN, ship it down once, and let the edge answer every test image alone
+(``compress/shapes``, ``compress/shapes-small``).
+
+Sides: the cloud view holds the pretrained cloud CNN (``params['cloud']``,
+``lsbench.models.vision.cloud_cnn``, trained and cached by the task's recipe)
+and the task's training split as ``calib = {'x', 'y'}`` (its data for
+distillation, calibration or fine-tuning). The edge view holds no params and
+no data. Architectures are public: ``models['cloud']`` and ``models['edge']``
+(the student architecture, ``vision.edge_cnn``).
+
+A method derives the edge model in ``cloud_setup`` (its FLOPs are billed as
+``setup_cloud_flops``) and returns it as the setup package; the package is
+billed at its exact bytes as ``setup_bytes_down`` (int8 arrays cost 1 byte per
+element; 4-bit weights must be packed two per byte; sparse weights must go as
+an explicit encoding). What the edge installs is its state: its bytes (plus
+any array constants of its per-batch programs) are checked against
+``edge_budgets['param_bytes']``, its matmul FLOPs per image against
+``flops_per_example``. A method over budget is shown, not ranked (the fp32
+cloud model itself is such a reference).
+
+Metrics: ``accuracy`` (primary), by difficulty, ``ref_cloud_accuracy`` (the
+fp32 cloud model on the test split) and ``acc_gap_to_cloud_pt``. The
+validation split (``val``, disjoint from train and test; the loop reports it
+as ``validation``) is for selecting operating points.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lsbench import api
+from lsbench.task import InferInstance, TaskSpec
+
+
+def cloud_params(data_dir, cfg, train):
+    """The cached fp32 cloud CNN of the task's recipe, and its hash."""
+    from lsbench.models import vision
+    from lsbench.models.cache import cached_params
+    md, rc = vision.cloud_cnn(), dict(cfg["train"])
+    arch = {k: v for k, v in md.info.items() if isinstance(v, (int, str, tuple))}
+    arch["stages"] = md.stages
+    recipe = {"family": "compress-shapes", "model": md.name, "data": cfg["_data_hash"], **rc,
+              "arch": arch}
+    return cached_params(data_dir, f"compress-shapes-{md.name}", recipe,
+                         lambda *_: vision.train_classifier(md, train["x"], train["y"], **rc))
+
+
+def param_count(model) -> int:
+    import jax
+    shapes = jax.eval_shape(model.init, jax.ShapeDtypeStruct((2,), np.uint32))
+    return sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(shapes))
+
+
+def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
+    from lsbench.data import shapes
+    from lsbench.metering import profiles
+    from lsbench.models import vision
+    cfg = dict(spec.config)
+    data, data_hash = shapes.load(data_dir, cfg["sizes"], cfg["data_seed"])
+    train, val, test = data["train"], data["val"], data["test"]
+    cfg["_data_hash"] = data_hash
+    params, key = cloud_params(data_dir, cfg, train)
+    models = {"cloud": vision.cloud_cnn(), "edge": vision.edge_cnn()}
+    ref_acc = float((vision.predict(models["cloud"].apply, params, test["x"]) == test["y"]).mean())
+    budgets = dict(cfg["edge_budgets"])
+    common = dict(
+        task=spec.name, version=spec.version, track="infer", num_classes=shapes.NUM_CLASSES,
+        input_shape=vision.IMAGE, models=models, budgets=budgets, input_keys=("x",),
+        batch_size=cfg["batch_size"], max_turns=1,
+        profiles=api.NetworkProfiles(profiles.networks(), profiles.devices(), spec.headline_profile),
+        mode="compress", raw_bytes=32 * 32 * 3, pred_bytes=4)
+    calib = {"x": train["x"], "y": train["y"]}
+    edge_view = api.InferView(side="edge", params={}, **common)
+    cloud_view = api.InferView(side="cloud", params={"cloud": params}, calib=calib, **common)
+
+    def metrics_fn(preds, test, log):
+        ok = np.asarray(preds["pred"]) == np.asarray(test["y"])
+        acc = float(ok.mean())
+        out = {"accuracy": acc, "ref_cloud_accuracy": ref_acc,
+               "acc_gap_to_cloud_pt": 100.0 * (ref_acc - acc)}
+        if "difficulty" in test:
+            for d in range(3):
+                sel = np.asarray(test["difficulty"]) == d
+                out[f"accuracy_d{d}"] = float(ok[sel].mean()) if sel.any() else None
+        return out
+
+    return InferInstance(edge_view=edge_view, cloud_view=cloud_view, calib=calib,
+                         test={"x": test["x"], "y": test["y"], "difficulty": test["difficulty"]},
+                         batch_size=cfg["batch_size"], max_turns=1, metrics_fn=metrics_fn,
+                         val={"x": val["x"], "y": val["y"], "difficulty": val["difficulty"]},
+                         hashes={"data": data_hash, "model_cloud": key}, edge_budgets=budgets)
+
+
+# Edge budgets: 128 KiB of parameters (the fp32 cloud CNN is 325 KB; its int8 form
+# 83 KB; the fp32 student 47 KB) and 10 MFLOPs per image (the cloud CNN: 4.6).
+EDGE_BUDGETS = {"param_bytes": 128 * 1024, "flops_per_example": 10_000_000}
+_FULL = {"epochs": 6, "batch": 64, "lr": 3e-3, "seed": 0}
+_SMALL = {"epochs": 8, "batch": 64, "lr": 3e-3, "seed": 0}
+
+
+def _spec(name, tier, sizes, train, batch_size):
+    return TaskSpec(
+        name=name, version="1", track="infer", tier=tier,
+        description="derive an edge model from the shapes cloud CNN (distil, prune, quantise, "
+                    "factor), ship it once; edge-only test accuracy within 128 KiB",
+        primary_metric="accuracy", higher_is_better=True, headline_profile="lte",
+        config={"family": "compress", "source": "shapes", "sizes": sizes, "data_seed": 0,
+                "train": train, "batch_size": batch_size, "edge_budgets": dict(EDGE_BUDGETS)},
+        builder=build)
+
+
+TASK = _spec("compress/shapes", "default", (8000, 500, 2000, 1000), _FULL, 1000)
+SMALL = _spec("compress/shapes-small", "small", (2000, 200, 1000, 500), _SMALL, 500)
+
+# A test-sized tier (not an entry point): a cloud CNN trained in seconds, for the
+# default tests' end-to-end checks of billing and budgets (tests/test_compress.py).
+TINY = _spec("compress/shapes-tiny", "small", (400, 50, 200, 100),
+             {"epochs": 1, "batch": 64, "lr": 3e-3, "seed": 0}, 200)

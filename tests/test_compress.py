@@ -1,0 +1,139 @@
+"""compress/* tasks: wire formats bill exactly what they encode, the edge model
+is rebuilt exactly, and runs bill the shipped model as setup bytes down and as
+edge parameter bytes (the tiny tier; the must-show figures are in the slow tests)."""
+import math
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from lsbench.metering.channel import Channel
+from lsbench.models import lowrank, quant, sparse
+
+TINY = "tasks.compress_shapes:TINY"
+
+
+def billed(tree) -> int:
+    return int(Channel("raw").transmit(tree, True)[1])
+
+
+def toy_params(seed=0):
+    r = np.random.default_rng(seed)
+    return {"conv": {"kernel": jnp.asarray(r.normal(size=(3, 3, 4, 6)), jnp.float32),
+                     "bias": jnp.asarray(r.normal(size=6), jnp.float32)},
+            "fc": {"kernel": jnp.asarray(r.normal(size=(37, 11)), jnp.float32),
+                   "bias": jnp.asarray(r.normal(size=11), jnp.float32)}}
+
+
+def kshapes(p):
+    return {n: tuple(l["kernel"].shape) for n, l in p.items()}
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quant_bills_packed_bytes_and_roundtrips(bits):
+    p = toy_params()
+    enc = quant.encode(p, bits)
+    assert billed(enc) == quant.wire_bytes(kshapes(p), bits)
+    dec = quant.decode(enc, p, bits)
+    for n in p:
+        w = p[n]["kernel"].reshape(-1, p[n]["kernel"].shape[-1])
+        step = np.max(np.abs(w), 0) / quant.qmax(bits)
+        err = np.abs(np.asarray(dec[n]["kernel"]).reshape(w.shape) - w)
+        assert (err <= step / 2 + 1e-6).all()  # round to nearest, no clipping at ratio 1
+    q = jnp.asarray(np.random.default_rng(1).integers(-7, 8, 33), jnp.int8)
+    assert (quant.unpack4(quant.pack4(q), (33,)) == q).all()
+    assert quant.pack4(q).shape == (17,)
+
+
+def test_calibration_does_not_raise_weighted_error():
+    p = toy_params()
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(64, 37)), jnp.float32)
+    w, b = p["fc"]["kernel"], p["fc"]["bias"]
+    q0, s0 = quant.quantize(w, 4)
+    q1, s1, _ = quant.calibrate(w, b, x, 4)
+    e2 = jnp.mean(x * x, 0)[:, None]
+    err = lambda q, s: float(jnp.sum(e2 * (w - quant.dequantize(q, s)) ** 2))  # noqa: E731
+    assert err(q1, s1) <= err(q0, s0) + 1e-9  # ratio 1.0 is in the grid
+
+
+@pytest.mark.parametrize("s", [0.3, 0.6, 0.9, 0.97])
+def test_sparse_encoding_exact_and_billed_as_analysed(s):
+    p = toy_params()
+    masks = sparse.magnitude_masks(p, s)
+    pruned = sparse.apply_masks(p, masks)
+    enc = sparse.encode(pruned, masks, s)
+    assert billed(enc) == sparse.wire_bytes(kshapes(p), s)
+    dec = sparse.decode(enc, p)
+    for n in p:
+        np.testing.assert_array_equal(dec[n]["kernel"], pruned[n]["kernel"])
+        k = sparse.kept(math.prod(p[n]["kernel"].shape), s)
+        assert int(masks[n].sum()) == k
+    # values alone cost 4 bytes per kept weight: no encoding bills less than that
+    kept_bytes = sum(4 * sparse.kept(math.prod(sh), s) + 4 * sh[-1] for sh in kshapes(p).values())
+    assert billed(enc) > kept_bytes
+
+
+def test_sparse_bytes_fall_with_sparsity():
+    shapes = {"fc": (512, 128), "conv": (3, 3, 16, 32)}
+    b = [sparse.wire_bytes(shapes, s) for s in (0.0, 0.5, 0.8, 0.9, 0.95)]
+    assert all(x > y for x, y in zip(b, b[1:]))
+
+
+def test_lowrank_bytes_and_best_approximation():
+    p = toy_params()
+    for r in (1, 3, 8):
+        enc = lowrank.encode(p, r)
+        assert billed(enc) == lowrank.wire_bytes(kshapes(p), r)
+        w = np.asarray(p["fc"]["kernel"])
+        s = np.linalg.svd(w, compute_uv=False)
+        err = np.linalg.norm(w - np.asarray(lowrank.decode(enc)["fc"]["kernel"]))
+        np.testing.assert_allclose(err, np.sqrt((s[r:] ** 2).sum()), rtol=1e-4)  # Eckart-Young
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return os.environ.get("LSBENCH_DATA_DIR") or str(tmp_path_factory.mktemp("compress-data"))
+
+
+def run(data_dir, tmp_path, method, hp=None, name="r"):
+    from lsbench.harness.runner import RunConfig, execute
+    return execute(RunConfig(task=TINY, method=method, hparams=hp or {}, data_dir=data_dir,
+                             workdir=str(tmp_path / name)), log=lambda *a: None)
+
+
+def test_runs_bill_the_shipped_model(data_dir, tmp_path):
+    """ptq int8/int4, pruning and low rank: setup bytes down == the encoding's analytic
+    size == the edge's parameter bytes; nothing is sent per image; the fp32 cloud
+    model is over budget (shown, not ranked)."""
+    from lsbench.models import vision
+    shp = jax.eval_shape(vision.cloud_cnn().init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    ks = kshapes(shp)
+    expect = {("ptq", 8): quant.wire_bytes(ks, 8), ("ptq", 4): quant.wire_bytes(ks, 4),
+              ("prune-magnitude", 0.9): sparse.wire_bytes(ks, 0.9),
+              ("lowrank", 8): lowrank.wire_bytes(ks, 8)}
+    hps = {("ptq", 8): {"bits": 8, "calib_n": 64}, ("ptq", 4): {"bits": 4, "calib_n": 64},
+           ("prune-magnitude", 0.9): {"sparsity": 0.9, "finetune_epochs": 0},
+           ("lowrank", 8): {"rank": 8}}
+    for i, (key, want) in enumerate(expect.items()):
+        f = run(data_dir, tmp_path, key[0], hps[key], name=f"r{i}")
+        assert f["status"] == "completed", f
+        c = f["costs"]
+        assert c["setup_bytes_down"] == want
+        assert f["budget_margins"]["param_bytes"]["used"] == want
+        assert c["bytes_up"] == c["bytes_down"] == 0
+        assert f["metrics"]["offload_rate"] == 0.0
+    fp32 = 4 * sum(math.prod(a.shape) for a in jax.tree_util.tree_leaves(shp))
+    assert expect[("ptq", 8)] <= 0.26 * fp32
+    f = run(data_dir, tmp_path, "compress.cloud-model", name="cloud")
+    assert f["status"] == "over_budget" and f["costs"]["setup_bytes_down"] == fp32
+
+
+def test_kd_training_is_billed_to_cloud_setup(data_dir, tmp_path):
+    a = run(data_dir, tmp_path, "kd", {"epochs": 1}, name="k1")
+    b = run(data_dir, tmp_path, "kd", {"epochs": 2}, name="k2")
+    s = run(data_dir, tmp_path, "compress.scratch", {"epochs": 1}, name="s1")
+    fa, fb, fs = (x["costs"]["setup_cloud_flops"] for x in (a, b, s))
+    assert 0 < fs < fa < fb  # the teacher's logits cost; a second epoch costs more
+    assert a["costs"]["setup_bytes_down"] == s["costs"]["setup_bytes_down"]  # the same student
