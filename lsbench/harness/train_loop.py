@@ -416,6 +416,8 @@ class TrainLoop:
             return cloud, edge, outs, oks
 
         fn = jax.vmap(chunk, in_axes=(0, 0, 0, 0, None, None)) if seeds else chunk
+        if self.backend == "shard":  # results replicated: every process's host reads them (jax.distributed)
+            fn = (lambda f: lambda *a: _shard_clients(f(*a), replicate=True))(fn)
         self._jit[key] = jax.jit(fn)
         return self._jit[key]
 
@@ -821,12 +823,13 @@ def _scalar(x, what, name):
         raise PluginError(f"method {name}: {what} must return a float scalar loss, got {x.dtype}{list(x.shape)}")
 
 
-def _shard_clients(tree):
+def _shard_clients(tree, replicate=False):
     """Puts the leading (client) axis of every leaf on a 1-D device mesh (the
-    caller pads it to a multiple of the device count)."""
+    caller pads it to a multiple of the device count); ``replicate``: a full copy
+    on every device instead. The mesh spans every process's devices."""
     devs = jax.devices()
     if len(devs) < 2:
         return tree
     mesh = jax.sharding.Mesh(np.array(devs), ("clients",))
-    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("clients"))
+    spec = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(*(() if replicate else ("clients",))))
     return jax.tree_util.tree_map(lambda a: jax.lax.with_sharding_constraint(a, spec), tree)
