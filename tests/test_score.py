@@ -153,3 +153,17 @@ def test_spec_table_and_axes():
         7.0, 5.0, 9.0, 0.25, 2.0]
     with pytest.raises(ValueError, match="unknown cost axis"):
         scoring.axis_cost(f, "watts")
+
+
+def test_a_submitted_plugin_joins_a_star_preset(tmp_path):
+    """`lsbench suite --preset=P --methods=mine.py,edge-only` runs the plugin where it applies."""
+    import json as _json
+
+    from conftest import TINY_METHOD, TINY_TASK
+    from lsbench.suite.grid import _plugins, expand, load_preset
+    assert _plugins(["a/mine.py", "pkg.mod:Cls", "edge-*", "fedavg", "x.py:Y"]) == ["a/mine.py", "pkg.mod:Cls",
+                                                                                     "x.py:Y"]
+    p = tmp_path / "p.json"
+    p.write_text(_json.dumps({"seeds": [0], "groups": [{"tasks": [TINY_TASK], "methods": "*", "sweep": 2}]}))
+    items = expand(load_preset(str(p)), methods=[TINY_METHOD])
+    assert {it.method for it in items} == {TINY_METHOD} and {it.point for it in items} == {"default", "lr=0.1"}

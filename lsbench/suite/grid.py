@@ -10,7 +10,9 @@ A preset::
 
 ``"*"`` tasks are every registered task (``tier`` filters them); ``"*"`` methods
 are every registered method whose ``Manifest.applies_to`` fits the task (the
-one source of truth; see ``lsbench.registry.applies_to``). A
+one source of truth; see ``lsbench.registry.applies_to``), plus any plugin
+named in the ``methods`` filter (``--methods=path/to/mine.py,edge-only``): a
+submission runs a preset as is. A
 method's sweep points come from its class's ``sweep``: ``true`` runs them all,
 ``false`` only the defaults, ``N`` the default and N-1 interior points spread
 over the sweep (``pick_points``); points whose effective hyper-parameters are
@@ -191,6 +193,21 @@ def _methods_for(spec, errors, warnings):
     return keys
 
 
+def _plugins(patterns) -> list[str]:
+    """--methods entries that name a plugin (file.py[:Class] or pkg.mod:Class), not a pattern."""
+    return [m for m in patterns or () if not any(c in m for c in "*?[")
+            and (m.endswith(".py") or ".py:" in m or ":" in m)]
+
+
+def _applies(name: str, spec) -> bool:
+    from lsbench import registry
+    try:
+        cls = registry.load_method(name, spec)
+    except Exception:  # noqa: BLE001 - it does not load for this task: it is not added here
+        return False
+    return hasattr(cls, "manifest") and registry.applies_to(cls, spec)
+
+
 def expand(preset: dict, seeds=None, tracks=None, tasks=None, methods=None, warnings=None) -> list[RunItem]:
     """The preset's grid after filters (fnmatch patterns), in a stable order.
     Methods that fail to import and whose track is unknown go to ``warnings``."""
@@ -222,6 +239,8 @@ def expand(preset: dict, seeds=None, tracks=None, tasks=None, methods=None, warn
                 continue
             merrs: list = []
             entries = g["methods"] if g["methods"] != "*" else (_methods_for(spec, merrs, warnings) if ok else ["*"])
+            if g["methods"] == "*" and ok:   # plugins named in --methods join "*" where they apply
+                entries = list(entries) + [m for m in _plugins(methods) if _applies(m, spec)]
             entries = list(entries) + [m for m, _ in merrs]
             for entry in entries:
                 m = entry if isinstance(entry, dict) else {"name": entry}
