@@ -69,13 +69,14 @@ def run_command(item, workdir, data_dir=None, platform=None, resume=False) -> li
 
 
 RESULT = "@@lsbench-worker-result "
+STARTED = "@@lsbench-worker-started"
 
 
 class Worker:
     """A `python -m lsbench.suite.runner --worker` process serving one (task, method)."""
 
     def __init__(self, key, stderr_path):
-        self.key, self.job, self.t, self._buf = key, None, None, b""
+        self.key, self.job, self.t, self.started, self._buf = key, None, None, None, b""
         with open(stderr_path, "a") as err:
             self.p = subprocess.Popen([sys.executable, "-m", "lsbench.suite.runner", "--worker"],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
@@ -83,7 +84,7 @@ class Worker:
         os.set_blocking(self.p.stdout.fileno(), False)
 
     def start(self, item, args, log_path):
-        self.job, self.t = item, time.time()
+        self.job, self.t, self.started = item, time.time(), None
         self.p.stdin.write((json.dumps({"args": args, "log": log_path}) + "\n").encode())
         self.p.stdin.flush()
 
@@ -97,6 +98,8 @@ class Worker:
             self._buf += chunk
         lines = self._buf.split(b"\n")
         for k, line in enumerate(lines[:-1]):
+            if line.startswith(STARTED.encode()) and self.started is None:
+                self.started = time.time()
             if line.startswith(RESULT.encode()):
                 self._buf = b"\n".join(lines[k + 1:])
                 return int(json.loads(line[len(RESULT):])["rc"])
@@ -104,6 +107,13 @@ class Worker:
             self.p.wait()
             return self.p.returncode if self.p.returncode not in (None, 0) else 1
         return None
+
+    def over(self, timeout_s) -> bool:
+        """Past the run's time limit, counted from when the worker began it (its
+        imports are not the run's); a worker that never begins gets twice that."""
+        if not timeout_s:
+            return False
+        return time.time() - (self.started or self.t) > timeout_s * (1 if self.started else 2)
 
     def alive(self):
         return self.p.poll() is None
@@ -132,6 +142,7 @@ def worker_main() -> int:
     import lsbench.harness.runner  # noqa: F401 - imported once, before the first job
     for k, line in enumerate(sys.stdin):
         job = json.loads(line)
+        res.write(STARTED + "\n")
         sys.stdout.flush()
         sys.stderr.flush()
         saved = os.dup(1), os.dup(2)
@@ -163,10 +174,17 @@ def worker_main() -> int:
 def failure_reason(log_path: str, rc: int) -> str:
     """The run's one-line error (`lsbench: error: ...`), else the last line it printed."""
     try:
-        lines = [x.strip() for x in open(log_path, errors="replace").read().splitlines() if x.strip()]
+        lines = [x.strip() for x in open(log_path, errors="replace").read().splitlines()
+                 if x.strip() and not x.startswith("[lsbench suite: worker")]
     except OSError:
         lines = []
     err = [x for x in lines if x.startswith("lsbench: error:")]
+    if rc < 0 and not err:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = f"signal {-rc}"
+        return f"the run's process was killed by {sig}" + (f"; last output: {lines[-1][:200]}" if lines else "")
     line = (err or lines or [f"exited with status {rc}"])[-1]
     return (line if len(line) <= 300 else line[:297] + "...") + ("" if err or not lines else f" (exit {rc})")
 
@@ -253,8 +271,8 @@ class Suite:
                 time.sleep(0.05)
                 for w in list(running):
                     it = running[w]
-                    timed_out = self.timeout_s and time.time() - w.t > self.timeout_s
                     rc = w.result()
+                    timed_out = rc is None and w.over(self.timeout_s)
                     if rc is None and not timed_out:
                         continue
                     if rc is None:

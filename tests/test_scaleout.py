@@ -1,0 +1,151 @@
+"""Scale-out (#16): suite shards, worker processes (crash/timeout isolation),
+merged boards, --platform without the device, multi-process runs."""
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PLUGINS, ROOT, TINY_METHOD, TINY_TASK, cli
+from lsbench.suite.grid import expand, load_preset
+from lsbench.suite.runner import shard_items
+
+INFER = os.path.join(PLUGINS, "tiny_infer.py")
+
+# Methods that break their worker: one kills its own process, one hangs.
+BAD = f'''
+import os, signal, time
+from lsbench import api
+from lsbench.registry import _load_ref
+Cascade = _load_ref({INFER!r} + ":Cascade", "method")
+
+class Crash(Cascade):
+    manifest = api.Manifest(name="crash", tracks=("infer",))
+    def edge_start(self, es, batch):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+class Hang(Cascade):
+    manifest = api.Manifest(name="hang", tracks=("infer",))
+    def edge_start(self, es, batch):
+        time.sleep(600)
+'''
+
+
+def _preset(tmp_path, name, methods):
+    bad = tmp_path / "bad.py"
+    bad.write_text(BAD)
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps({"name": name, "seeds": [0], "groups": [
+        {"tasks": [INFER + ":TASK"], "methods": [m.replace("BAD", str(bad)) if isinstance(m, str) else m for m in methods]}]}))
+    return str(p)
+
+
+def test_shards_partition_the_grid():
+    preset = {"name": "t", "seeds": [0, 1], "groups": [
+        {"tasks": [INFER + ":TASK"], "methods": [{"name": INFER + ":Cascade", "sweep": 3}]},
+        {"tasks": [TINY_TASK], "methods": [TINY_METHOD], "sweep": True}]}
+    items = expand(preset)
+    ids = [it.id for it in items]
+    for n in (1, 2, 3, 7):
+        parts = [[it.id for it in shard_items(items, i, n)] for i in range(n)]
+        assert sorted(sum(parts, [])) == sorted(ids)                     # each run exactly once
+        assert shard_items(list(reversed(items)), 0, n) == list(reversed(shard_items(items, 0, n)))
+        for part in parts:                                               # a point's seeds share a slice
+            pts = {i.rsplit(" seed", 1)[0] for i in part}
+            assert all(i.rsplit(" seed", 1)[0] in pts for i in ids if i.rsplit(" seed", 1)[0] in pts)
+            assert sum(1 for i in ids if i.rsplit(" seed", 1)[0] in pts) == len(part)
+
+
+def _suite(preset, wd, *extra):
+    return subprocess.Popen([sys.executable, "-m", "lsbench.cli.main", "suite", f"--preset={preset}",
+                             f"--workdir={wd}", *extra], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _board(results, out):
+    r = cli("leaderboard", *[f"--results={x}" for x in results], f"--out={out}")
+    assert r.returncode == 0, r.stderr
+    board = json.load(open(os.path.join(out, "board.json")))
+    board.pop("meta", None)
+
+    def strip(v):  # wall-clock figures differ between any two executions
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if "wall" not in k and k != "workdir"}
+        if isinstance(v, list):
+            return sorted((strip(x) for x in v), key=lambda x: json.dumps(x, sort_keys=True))
+        return v
+    return strip(board)
+
+
+def test_workers_isolate_crashes_and_timeouts_and_shards_merge_to_the_same_board(tmp_path):
+    preset = _preset(tmp_path, "grid", [{"name": INFER + ":Cascade", "sweep": 3}, "BAD:Crash"])
+    full, s0, s1 = (tmp_path / d for d in ("full", "s0", "s1"))
+    # A tight limit for a run that hangs (real runs only get the limit the preset or user sets).
+    procs = [_suite(_preset(tmp_path, "hang", ["BAD:Hang"]), tmp_path / "hang", "--run_timeout_s=3"),
+             _suite(preset, full), _suite(preset, s0, "--shard=0/2"), _suite(preset, s1, "--shard=1/2")]
+    hang = procs.pop(0).communicate(timeout=400)[0]
+    assert "failed test/tiny-infer bad:Hang default seed0" in hang and "timed out after 3s" in hang, hang
+    outs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], outs
+    s = json.load(open(full / "suite.json"))
+    by = {x["method"]: x for x in s["runs"] if x["method"].startswith("bad:")}
+    assert s["counts"] == {"total": 4, "completed": 3, "failed": 1}, s["counts"]
+    assert by["bad:Crash"]["reason"].startswith("the run's process was killed by SIGKILL"), by["bad:Crash"]
+    # The three sweep points ran in one worker process; the crash had its own.
+    pids = {}
+    for f in os.listdir(full / "logs"):
+        m = re.search(r"worker pid (\d+), run (\d+)", open(full / "logs" / f).read())
+        if m:
+            pids[f] = int(m.group(1))
+    casc = {v for k, v in pids.items() if "Cascade" in k}
+    assert len(casc) == 1 and len(pids) == 4 and len(set(pids.values())) == 2, pids
+    # The two slices: every run once, and the merged board equals the whole one.
+    parts = [json.load(open(d / f"suite.shard-{i}-of-2.json")) for i, d in enumerate((s0, s1))]
+    ran = sorted(x["workdir"] for p in parts for x in p["runs"])
+    assert ran == sorted(x["workdir"] for x in s["runs"]) and len(set(ran)) == 4
+    assert _board([str(s0 / "runs"), str(s1 / "runs")], tmp_path / "b2") == _board(
+        [str(full / "runs")], tmp_path / "b1")
+
+
+def test_platform_without_that_device_is_one_line(tmp_path):
+    import jax
+    if any(d.platform == "gpu" for d in jax.devices()):
+        pytest.skip("this machine has a GPU")
+    r = cli("run", f"--task={TINY_TASK}", f"--method={TINY_METHOD}", f"--workdir={tmp_path}/r",
+            "--platform=gpu")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "platforms found: cpu" in r.stderr and "jax[cuda12]" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(tmp_path, data_dir):
+    """jax.distributed on 2 CPU processes (gloo collectives), clients sharded over
+    both processes' devices: same costs and metrics as one process (vmap); only
+    process 0 writes a run directory."""
+    base = ["run", f"--task={TINY_TASK}", f"--method={TINY_METHOD}", f"--data_dir={data_dir}", "--platform=cpu"]
+    one = cli(*base, f"--workdir={tmp_path}/one")
+    assert one.returncode == 0, one.stderr
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    procs = [subprocess.Popen([sys.executable, "-m", "lsbench.cli.main", *base, f"--workdir={tmp_path}/two",
+                               "--client_backend=shard", f"--coordinator=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    a = json.load(open(tmp_path / "one" / "final.json"))
+    b = json.load(open(tmp_path / "two" / "final.json"))
+    assert a["costs"] == b["costs"] and a["metrics"] == b["metrics"]
+    man = json.load(open(tmp_path / "two" / "manifest.json"))
+    assert man["platform"] == "cpu" and len(man["devices"]) == 2     # both processes' devices
+    assert man["flags"]["backend"] == "shard"
+    assert outs[0][0].strip().endswith("final.json") and "final.json" not in outs[1][0]   # 0 reports, 1 does not
