@@ -256,6 +256,10 @@ def index_page(board, tracks, profs, failures, meta) -> str:
     methods = sorted({r["method"] for t in board.values() for r in t["rows"]})
     parts.append("<h2>Methods</h2><p>" + " · ".join(
         f'<a href="methods/{slug(m)}.html">{html.escape(m)}</a>' for m in methods) + "</p>")
+    few = sum(1 for t in board.values() for r in t["rows"] if r["quality"] is not None and r["seeds"] < 3)
+    if few:
+        parts.insert(1, f'<p class="warn">{few} operating point(s) have fewer than 3 seeds: their intervals '
+                        "are wide or missing (the seeds column says how many).</p>")
     revs = ", ".join(f"{html.escape(k)} ({v} runs)" for k, v in pv["revisions"].items())
     parts.append(f"<h2>Provenance</h2><p>Code revisions: {revs}."
                  f"{' Published with <b>--allow_mixed</b>.' if pv['allow_mixed'] else ''}</p>")
