@@ -69,6 +69,9 @@ def _family(spec: TaskSpec) -> str:
 
 
 def load_task(name: str) -> TaskSpec:
+    if "@" in name:  # TASK@ATTACK: a training task with a harness-side attack (lsbench.attacks)
+        from tasks.train_byz import from_ref
+        return from_ref(name)
     if _is_ref(name):
         obj = _load_ref(name, "task")
     else:
@@ -177,3 +180,91 @@ def list_methods() -> dict[str, type]:
         except Exception:  # noqa: BLE001
             continue
     return out
+
+
+# ---- listing without importing (`lsbench list` must not start JAX) ----------------
+# What `lsbench list` shows of each task and method is cached under the data dir,
+# keyed by the entry points and by the size and mtime of every source file of the
+# packages they live in (and of lsbench): any edit there re-imports once.
+TASK_FIELDS = ("name", "version", "track", "description", "tier")
+
+
+def _package_files(top: str) -> list:
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return [top, None]
+    if spec is None:
+        return [top, None]
+    roots = list(spec.submodule_search_locations or []) or [spec.origin]
+    out = []
+    for root in roots:
+        if root and os.path.isfile(root):
+            st = os.stat(root)
+            out.append((root, st.st_size, st.st_mtime_ns))
+            continue
+        for d, dirs, files in os.walk(root or ""):
+            dirs[:] = sorted(x for x in dirs if not x.startswith((".", "__pycache__")))
+            for f in sorted(files):
+                if f.endswith((".py", ".json")):
+                    st = os.stat(os.path.join(d, f))
+                    out.append((os.path.join(d, f), st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _listing_key(eps: dict) -> str:
+    import hashlib
+    import json
+    tops = sorted({ep.value.split(":")[0].split(".")[0] for g in eps.values() for ep in g.values()} | {"lsbench"})
+    blob = {"eps": {g: sorted((n, ep.value) for n, ep in v.items()) for g, v in eps.items()},
+            "files": {t: _package_files(t) for t in tops}, "python": sys.version}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _describe(group: str, obj) -> dict:
+    import dataclasses
+    if group == TASK_GROUP:
+        return {k: getattr(obj, k) for k in TASK_FIELDS}
+    return {"manifest": {f.name: getattr(obj.manifest, f.name) for f in dataclasses.fields(obj.manifest)}}
+
+
+def _revive(group: str, d: dict):
+    import types
+    if group == TASK_GROUP:
+        return types.SimpleNamespace(**d)
+    m = dict(d["manifest"])
+    for k, v in m.items():
+        if isinstance(v, list):
+            m[k] = tuple(v)
+    return types.SimpleNamespace(manifest=api.Manifest(**m))
+
+
+def list_entries(group: str) -> dict:
+    """Name -> what `lsbench list` shows: a TaskSpec-like object (name, version,
+    track, description, tier) or an object with ``.manifest``; entries that fail
+    to import are left out. Served from a cache that any source edit invalidates."""
+    import json
+    eps = {g: _entry_points(g) for g in (TASK_GROUP, METHOD_GROUP)}
+    root = os.environ.get("LSBENCH_DATA_DIR", os.path.expanduser("~/.cache/lsbench"))
+    path = os.path.join(os.path.expanduser(root), "cache", f"list-{_listing_key(eps)}.json")
+    try:
+        with open(path) as f:
+            cached = json.load(f)
+        return {n: _revive(group, d) for n, d in cached[group].items()}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = {g: (list_tasks() if g == TASK_GROUP else list_methods()) for g in eps}
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump({g: {n: _describe(g, o) for n, o in v.items() if _ok(g, o)} for g, v in found.items()}, f)
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        pass   # an unwritable data dir: listing still works, just not cached
+    return {n: o for n, o in found[group].items() if _ok(group, o)}
+
+
+def _ok(group, obj) -> bool:
+    return isinstance(obj, TaskSpec) if group == TASK_GROUP else isinstance(getattr(obj, "manifest", None),
+                                                                                  api.Manifest)

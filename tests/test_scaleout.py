@@ -149,3 +149,26 @@ def test_two_processes_equal_one(tmp_path, data_dir):
     assert man["platform"] == "cpu" and len(man["devices"]) == 2     # both processes' devices
     assert man["flags"]["backend"] == "shard"
     assert outs[0][0].strip().endswith("final.json") and "final.json" not in outs[1][0]   # 0 reports, 1 does not
+
+
+def test_list_is_served_without_importing_jax(tmp_path, monkeypatch):
+    """`lsbench list` imports every task and method once, then lists from a cache
+    keyed by the source files (no JAX import); the two listings are identical."""
+    code = ("import sys; from lsbench.cli.main import main; main(['lsbench', 'list']); "
+            "print('jax imported' if 'jax' in sys.modules else 'no jax', file=sys.stderr)")
+    env = dict(os.environ, LSBENCH_DATA_DIR=str(tmp_path))
+    run = lambda: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,  # noqa: E731
+                                 env=env, timeout=300)
+    cold, warm = run(), run()
+    assert cold.returncode == warm.returncode == 0, cold.stderr + warm.stderr
+    assert cold.stderr.strip().endswith("jax imported") and warm.stderr.strip().endswith("no jax")
+    assert warm.stdout == cold.stdout and "fedavg" in warm.stdout and "train/digits" in warm.stdout
+    # Any edit to a package's sources changes the key.
+    from lsbench import registry
+    pkg = tmp_path / "lsb_probe_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = registry._package_files("lsb_probe_pkg")
+    (pkg / "__init__.py").write_text("X = 22\n")
+    assert registry._package_files("lsb_probe_pkg") != before

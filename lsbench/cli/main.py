@@ -25,6 +25,9 @@ def _run_flags():
     d = dict(flag_values=fv)
     flags.DEFINE_string("task", None, "Task name (see `lsbench list`), pkg.mod:NAME or file.py:NAME.", **d)
     flags.DEFINE_string("method", None, "Method: a name, pkg.mod:Class, or path/to/file.py[:Class].", **d)
+    flags.DEFINE_string("attack", None, "Training: the task's malicious clients run this attack (a name from "
+                        "lsbench.attacks, pkg.mod:Class or path/to/file.py:Class); on a clean task 20% of "
+                        "clients become malicious. The run's task is TASK@ATTACK.", **d)
     flags.DEFINE_integer("seed", 0, "Root seed; everything derives from it.", **d)
     flags.DEFINE_string("workdir", None, "Run directory (manifest.json, metrics.jsonl, final.json, ckpt/).", **d)
     flags.DEFINE_string("hparams", None, "JSON object of hyper-parameter overrides, e.g. '{\"lr\": 0.1}'.", **d)
@@ -99,7 +102,8 @@ def cmd_run(argv):
     if not writer:  # process i > 0 computes its share; its own files go to a scratch dir
         import tempfile
         workdir = os.path.join(tempfile.mkdtemp(prefix="lsbench-proc-"), "run")
-    cfg = RunConfig(task=fv.task, method=fv.method, seed=fv.seed, workdir=workdir, hparams=hp,
+    task = f"{fv.task}@{fv.attack}" if fv.attack else fv.task  # tasks.train_byz.from_ref
+    cfg = RunConfig(task=task, method=fv.method, seed=fv.seed, workdir=workdir, hparams=hp,
                     data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite and writer,
                     backend=fv.client_backend, sweep_point=fv.sweep_point, max_units=fv.max_units,
                     checkpoint_every=fv.checkpoint_every, argv=tuple(sys.argv))
@@ -151,14 +155,14 @@ def cmd_list(argv):
     fv = flags.FlagValues()
     flags.DEFINE_enum("track", None, ["train", "infer", "plan"], "Only this track.", flag_values=fv)
     _parse(fv, argv, "list")
-    from lsbench.registry import list_methods, list_tasks
-    tasks = {n: s for n, s in list_tasks().items() if not fv.track or s.track == fv.track}
+    from lsbench.registry import METHOD_GROUP, TASK_GROUP, list_entries
+    tasks = {n: s for n, s in list_entries(TASK_GROUP).items() if not fv.track or s.track == fv.track}
     print("TASKS")
     for n, s in tasks.items():
         print(f"  {n:26s} v{s.version:3s} {s.description}")
     print("METHODS")
     from lsbench.registry import short_name
-    for key, cls in list_methods().items():
+    for key, cls in list_entries(METHOD_GROUP).items():
         man = cls.manifest
         if fv.track and fv.track not in man.tracks:
             continue
