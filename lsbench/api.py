@@ -187,6 +187,9 @@ class TrainView(View):
     pretrained: Any = None
     dataset: str = ""
     partition: str = ""
+    # A small clean labelled set the task gives the cloud ({'x', 'y'}), never the
+    # edge; None where the task has none (the Byzantine tasks' root set, #18).
+    calib: Optional[Mapping[str, Array]] = None
 
 
 @dataclasses.dataclass(frozen=True)
