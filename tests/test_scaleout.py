@@ -172,3 +172,19 @@ def test_list_is_served_without_importing_jax(tmp_path, monkeypatch):
     before = registry._package_files("lsb_probe_pkg")
     (pkg / "__init__.py").write_text("X = 22\n")
     assert registry._package_files("lsb_probe_pkg") != before
+
+
+def test_dataset_generation_says_what_it_does(tmp_path, capfd):
+    from lsbench.data import tfds_util
+    from lsbench.data.digits import LsbenchDigits
+    b = tfds_util.prepare(LsbenchDigits, str(tmp_path))
+    out = capfd.readouterr()
+    text = out.out + out.err
+    assert "Downloading and preparing" not in text and "downloaded and prepared" not in text, text
+    lines = [x for x in text.splitlines() if x.startswith(("generating", "generated"))]
+    assert lines[0].startswith("generating lsbench_digits") and "nothing is downloaded" in lines[0]
+    counts = {k: v.num_examples for k, v in b.info.splits.items()}
+    assert lines[1].startswith("generated lsbench_digits: " + " / ".join(
+        f"{n} {k}" for k, n in sorted(counts.items()))), lines
+    tfds_util.prepare(LsbenchDigits, str(tmp_path))      # prepared: silent
+    assert "generat" not in "".join(capfd.readouterr())

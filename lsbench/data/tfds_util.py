@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 
 import numpy as np
 
@@ -22,6 +23,26 @@ class LocalCode:
         import inspect
         from etils import epath
         return epath.Path(inspect.getfile(cls))
+
+    # TFDS prints "Downloading and preparing dataset ..." around generation; lsbench
+    # downloads nothing, so these two hooks say what actually happens.
+    def _what(self):
+        c = getattr(self, "builder_config", None)
+        return self.name + (f"/{c.name}" if c is not None and c.name else ""), getattr(c, "description", "")
+
+    def _log_download_bytes(self):
+        import time
+        what, desc = self._what()
+        self._lsb_t0 = time.time()
+        print(f"generating {what}" + (f" ({desc})" if desc else "") + f" into {self.data_dir} "
+              "(made locally; nothing is downloaded)", file=sys.stderr, flush=True)
+
+    def _log_download_done(self):
+        import time
+        what, _ = self._what()
+        splits = " / ".join(f"{s.num_examples} {name}" for name, s in sorted(self.info.splits.items()))
+        print(f"generated {what}: {splits} ({time.time() - getattr(self, '_lsb_t0', time.time()):.1f} s)",
+              file=sys.stderr, flush=True)
 
 
 def _install_code_path(cls):
