@@ -1,0 +1,80 @@
+"""compress/* frontier: every compress baseline's sweep on one task, one row per
+run (accuracy, validation accuracy, setup bytes down, edge parameter bytes,
+edge and cloud FLOPs, status), as a Markdown table.
+
+    LSBENCH_DATA_DIR=/tmp/lsdata nice -n 10 python benchmarks/bench_compress.py \
+        --task compress/shapes-small --seeds 0,1,2 [--only ptq,kd]
+
+KD and its scratch reference run on every seed (the KD claim is over seeds);
+the other methods on the first seed. Ranked rows are within the edge budget.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import lsbench
+
+SWEEPS = {
+    "compress.cloud-model": [{}],
+    "ptq": [{"bits": 8}, {"bits": 8, "calibrate": False}, {"bits": 4}, {"bits": 4, "calibrate": False}],
+    "prune-magnitude": [{"sparsity": s} for s in (0.5, 0.7, 0.8, 0.9, 0.95)],
+    "lowrank": [{"rank": r} for r in (4, 8, 16, 32)],
+    "kd": [{}],
+    "compress.scratch": [{}],
+}
+PER_SEED = ("kd", "compress.scratch")
+
+
+def run_all(task, seeds, only=None, data_dir=None, log=print):
+    rows = []
+    for method, points in SWEEPS.items():
+        if only and method not in only:
+            continue
+        for hp in points:
+            for seed in (seeds if method in PER_SEED else seeds[:1]):
+                t = time.time()
+                f = lsbench.run(task, method, seed=seed, hparams=hp, data_dir=data_dir)
+                c, m = f["costs"], f["metrics"]
+                row = {"method": method, "hp": hp, "seed": seed, "status": f["status"],
+                       "accuracy": m.get("accuracy"), "val_accuracy": (f.get("validation") or {}).get("accuracy"),
+                       "ref_cloud_accuracy": m.get("ref_cloud_accuracy"),
+                       "setup_bytes_down": c["setup_bytes_down"],
+                       "param_bytes": f["budget_margins"]["param_bytes"]["used"],
+                       "edge_flops_per_example": m.get("edge_flops_per_example"),
+                       "setup_cloud_flops": c["setup_cloud_flops"], "wall_s": round(time.time() - t, 1)}
+                rows.append(row)
+                log(json.dumps(row))
+    return rows
+
+
+def table(rows) -> str:
+    out = ["| method | hp | seed | status | test acc | val acc | bytes down | edge FLOPs/img | cloud setup FLOPs |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        acc = "-" if r["status"] != "completed" else f"{r['accuracy']:.3f}"
+        val = "-" if r["val_accuracy"] is None else f"{r['val_accuracy']:.3f}"
+        out.append(f"| {r['method']} | {json.dumps(r['hp'])} | {r['seed']} | {r['status']} | {acc} | {val} | "
+                   f"{r['setup_bytes_down']:,} | {r['edge_flops_per_example'] or 0:,.0f} | {r['setup_cloud_flops']:.3g} |")
+    return "\n".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", default="compress/shapes-small")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--out", default="")
+    a = ap.parse_args()
+    rows = run_all(a.task, [int(s) for s in a.seeds.split(",")], [m for m in a.only.split(",") if m],
+                   os.environ.get("LSBENCH_DATA_DIR"))
+    print(table(rows))
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
