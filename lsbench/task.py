@@ -74,6 +74,10 @@ class TrainInstance:
     # ``validation``; the suite selects on it. None: the task has none.
     global_val_x: Any = None
     global_val_y: Any = None
+    # The centralized reference's passes over the pooled training data, in all, spread
+    # evenly over the rounds (keeps the reference's cost bounded); None: ``local_epochs``
+    # per round, like one client.
+    pooled_epochs: Optional[float] = None
     # The task's Byzantine clients (lsbench.attacks.hook.Byzantine; None: a clean
     # task). Harness-side only: no view holds it; the train loop calls it.
     attack: Any = None
