@@ -11,6 +11,7 @@ Pure, jittable functions over plain parameter pytrees (built on
 ``era``              DS-FL's entropy-reduction aggregation (sharpened average)
 ``fit``              ``steps`` optimizer steps on random minibatches of rows (lax.scan)
 ``predict_rows``     a model's logits on many rows, in fixed-size chunks (lax.map)
+``cap_n_pub``        a method's hyper-parameters with ``n_pub`` capped to the task's public split
 ``PublicExchange``   the round pipeline of FedMD, DS-FL and BiKD (soft labels on public rows)
 """
 from __future__ import annotations
@@ -45,6 +46,18 @@ def public_x(view, method: str = "method"):
         raise TaskError(f"method {method}: the {view.side} view has no public split; "
                         "set edge_uses_public = True to have it on the edge")
     return jnp.asarray(np.asarray(view.public, np.float32))
+
+
+def cap_n_pub(hp: dict, spec) -> dict:
+    """``hp`` with ``n_pub`` capped to the rows of ``spec``'s public split: the
+    hyper-parameters a run on that task actually uses (the suite runs sweep points
+    that cap to the same values once). Unknown datasets are left as they are."""
+    cfg = getattr(spec, "config", None) or {}
+    if "n_pub" not in hp or "dataset" not in cfg:
+        return hp
+    from lsbench.data.catalog import public_rows
+    rows = public_rows(cfg["dataset"], **dict(cfg.get("data", {})))
+    return dict(hp, n_pub=min(int(hp["n_pub"]), rows)) if rows else hp
 
 
 def public_window(r, n_pub: int, n_total: int):
@@ -126,13 +139,18 @@ class PublicExchange(api.TrainMethod):
     per_client_downlink = False
     edge_uses_public = True
     common_hparams = {"lr": 0.05, "momentum": 0.9, "n_pub": 500, "digest_steps": 20,
-                      "digest_batch": 64, "digest_lr": 0.05}
+                      "digest_batch": 64, "digest_lr": 0.05, "digest_optimizer": "sgd"}
 
     def __init__(self, view, hp):
         super().__init__(view, hp)
         need_public(view, self.manifest.name)
         self.tx = make_optimizer(self.hp)
-        self.tx_digest = make_optimizer({"lr": self.hp["digest_lr"], "momentum": self.hp["momentum"]})
+        self.tx_digest = make_optimizer({"lr": self.hp["digest_lr"], "momentum": self.hp["momentum"],
+                                         "optimizer": self.hp["digest_optimizer"]})
+
+    @classmethod
+    def effective_hparams(cls, hp, spec):
+        return cap_n_pub(hp, spec)
 
     @property
     def xpub(self):

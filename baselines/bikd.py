@@ -48,7 +48,7 @@ class BiKD(kd.PublicExchange):
               "Knowledge Transfer for Training Large Models in Federated Learning (Fed-ET), IJCAI 2022")
     default_hparams = dict(kd.PublicExchange.common_hparams, n_pub=1000, T=2.0, cloud_steps=50,
                            cloud_batch=64, cloud_lr=1e-3)
-    sweep = ({"n_pub": 300}, {"cloud_steps": 300})
+    sweep = ({"n_pub": 100}, {"cloud_steps": 300})  # n_pub <= every public split
 
     def payload(self, logits, hist):
         return {"probs": jax.nn.softmax(logits / float(self.hp["T"]), -1), "hist": hist}

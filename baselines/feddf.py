@@ -48,6 +48,10 @@ class FedDF(LocalSGDClient, api.TrainMethod):
         self.tx = make_optimizer(self.hp)
         self.tx_kd = make_optimizer({"lr": self.hp["distill_lr"], "optimizer": "adam"})
 
+    @classmethod
+    def effective_hparams(cls, hp, spec):
+        return kd.cap_n_pub(hp, spec)
+
     @property
     def n_pub(self):
         return int(min(self.hp["n_pub"], len(self.view.public)))

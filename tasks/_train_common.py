@@ -7,7 +7,9 @@ per side.
 split's share of the train pool, default 0.1), ``clients``, ``edge`` and
 ``cloud`` (zoo family + kwargs), ``tiers`` ({name: width}), the protocol sizes
 (``rounds``, ``clients_per_round``, ``local_epochs``, ``batch_size``,
-``max_local_steps``, ``eval_every``, ``stragglers``) and ``edge_budgets``
+``max_local_steps``, ``eval_every``, ``stragglers``), ``pooled_epochs`` (the
+centralized reference's passes over the pooled data in all; default: one
+``local_epochs`` per round) and ``edge_budgets``
 (enforced per edge: ``param_bytes``, optionally ``state_bytes`` and
 ``flops_per_example``; part of the versioned spec).
 
@@ -156,5 +158,6 @@ def build(spec, data_dir, seed) -> TrainInstance:
         local_epochs=float(cfg["local_epochs"]), batch_size=int(cfg["batch_size"]),
         max_local_steps=int(cfg["max_local_steps"]), eval_every=int(cfg["eval_every"]),
         straggler_fraction=float(cfg.get("stragglers", 0.0)),
+        pooled_epochs=None if cfg.get("pooled_epochs") is None else float(cfg["pooled_epochs"]),
         hashes={"data": ds.hash, "partition": part.hash,
                 "validation": partition.partition_hash([val], [keep])}, edge_budgets=budgets)

@@ -43,6 +43,19 @@ class Dataset:
 _MEMO: dict = {}
 
 
+def public_rows(name: str, **cfg) -> int:
+    """Rows in dataset ``name``'s public split, known without loading it (0: none).
+    Lets methods cap a public-set size per task (``effective_hparams``)."""
+    if name == "digits":
+        from lsbench.data.digits import SPLIT_SIZES
+        return SPLIT_SIZES["public"]
+    if name == "mnist1d":
+        from lsbench.data.mnist1d_data import CONFIGS
+        c = {c.name: c for c in CONFIGS}.get(cfg.get("size", "default"))
+        return 0 if c is None else (c.public or 2000)
+    return 0
+
+
 def load(name: str, data_dir: str, **cfg) -> Dataset:
     """The dataset ``name`` (memoised per process; treat the arrays as read-only)."""
     key = (name, tfds_util.tfds_dir(data_dir), tuple(sorted(cfg.items())))
