@@ -153,6 +153,34 @@ def run_units(loop, state, start: int, end: int):
     return state, rows, True
 
 
+class _LogStream:
+    """A text stream that hands each line to the run's ``log`` (never a terminal)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def write(self, text):
+        for line in text.splitlines():
+            if line.strip():
+                self.log(line)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return False
+
+
+def _live(spec, rows) -> dict:
+    """The latest metric for the progress bar: the task's primary metric where the
+    last row has it, else its training loss."""
+    last = rows[-1]
+    for k in (spec.primary_metric, "train_loss"):
+        if isinstance(last.get(k), (int, float)):
+            return {k: last[k]}
+    return {}
+
+
 def _append_rows(rd: RunDir, rows) -> None:
     """Appends metrics rows with one fsync (``RunDir.append_metrics``'s format)."""
     from lsbench.results.rundir import _clean
@@ -189,12 +217,31 @@ def _last_build_time(spec) -> str:
     return f"{found} cached models took {total:.0f} s to train last time"
 
 
+def compilation_cache(data_dir: str) -> Optional[str]:
+    """Turns on JAX's persistent compilation cache under ``DATA_DIR/jax_cache``
+    (programs compiled in 0.2 s or more), unless ``LSBENCH_COMPILE_CACHE=0`` or
+    ``JAX_COMPILATION_CACHE_DIR`` chose another place. Returns the directory."""
+    import jax
+    if os.environ.get("LSBENCH_COMPILE_CACHE", "1") == "0":
+        return None
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]
+    path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), "jax_cache")
+    if jax.config.jax_compilation_cache_dir != path:
+        from jax.experimental.compilation_cache import compilation_cache as cc
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        cc.reset_cache()  # re-initialised on the next compile, with this directory
+    return path
+
+
 def build(cfg: "RunConfig", spec, cls, hp, log=print):
     """Builds the task instance, the sealed sides and the loop (no run dir touched)."""
     from lsbench.harness import sealed
     from lsbench.metering.flops import count_jaxpr
     from lsbench.models.cache import default_data_dir
     data_dir = cfg.data_dir or default_data_dir()
+    compilation_cache(data_dir)
     if not os.path.isdir(os.path.expanduser(data_dir)):
         log(f"warning: data dir {data_dir} does not exist; {spec.name}'s data will be generated and its "
             f"reference models trained there ({_last_build_time(spec)}); if that is a typo, stop and "
@@ -298,133 +345,240 @@ def execute(cfg: RunConfig, log=print) -> dict:
 
 
 def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
-    t_start = time.time()
-    _prepare_workdir(cfg, rd, log)
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
-        raise UsageError(f"--seed must be a non-negative integer, got {cfg.seed!r}")
-    spec = load_task(cfg.task)
-    cls = load_method(cfg.method, spec)
-    hp = merge_hparams(cls, cfg.hparams)
-    if cfg.backend not in ("vmap", "loop", "shard"):
-        raise UsageError(f"--client_backend must be vmap, loop or shard, not '{cfg.backend}'")
-    if cfg.resume and os.path.exists(rd.final_path):
-        try:
-            final = schema.load_final(rd.final_path)
-        except (schema.SchemaError, ValueError, OSError):
-            log(f"{rd.final_path} is unreadable; resuming from the last checkpoint instead")
-            final = None
-        old_fp = (_read_json(rd.manifest_path) or {}).get("fingerprint") or {}
-        same = all(old_fp.get(k) == v for k, v in (("method_source", source_hash(cls)),
-                                                    ("hparams", json.loads(json.dumps(hp, default=str))),
-                                                    ("seed", cfg.seed))) if old_fp else True
-        if final and same and final["status"] == "completed" and not final.get("stopped_early"):
-            log(f"{rd.path}: already completed; nothing to do")
-            return final
-    from lsbench.harness import preflight
-
-    inst, sides, loop, data_dir = build(cfg, spec, cls, hp, log)
-    preflight.check(loop, spec, cls)
-    from lsbench.harness import budgets
-    limits = budgets.validate(getattr(inst, "edge_budgets", None), f"task {spec.name}")
-    fp = fingerprint(spec, cls, hp, cfg.seed, inst)
-    if cfg.resume:
-        _check_resume(cfg, rd, fp, log)
-
-    backup = None
+    run = _Run(cfg, rd, log)
+    if run.open():
+        return run.final
     try:
-        if cfg.overwrite and rd.exists():
-            backup = rd.path.rstrip("/") + f".replaced-{os.getpid()}"
-            os.replace(rd.path, backup)
-        os.makedirs(rd.path, exist_ok=True)
-        rd.write_manifest(_manifest(cfg, spec, cls, hp, inst, data_dir, fp))
-    except OSError as e:
-        if backup and not os.path.exists(rd.path):
-            os.replace(backup, rd.path)
-        raise UsageError(f"cannot write workdir {rd.path}: {e.strerror}; pick a writable --workdir") from None
-    if backup:
-        shutil.rmtree(backup, ignore_errors=True)  # the new run's manifest is on disk
-
-    from lsbench.harness.checkpoint import Checkpointer
-    ckpt = Checkpointer(rd.ckpt_path)
-    state, start, wall0 = loop.init_state(), 0, 0.0
-    if cfg.resume and ckpt.latest() is not None:
-        start, state = ckpt.restore(state)
-        rd.truncate_metrics(start)
-        rows = rd.read_metrics()
-        wall0 = rows[-1].get("wall_s", 0.0) if rows else 0.0
-        log(f"resumed from {loop.unit} {start}")
-    else:
-        rd.truncate_metrics(-1)
-    n_units = loop.num_units if cfg.max_units is None else min(loop.num_units, cfg.max_units)
-    every = cfg.checkpoint_every or getattr(loop, "checkpoint_every", None) or max(1, n_units // 10)
-    foot = budgets.footprint(loop, state) if limits else {}
-    over = budgets.check(limits, foot)
-    status, t0 = ("over_budget" if over else "completed"), time.time()
-    cur = (start, state)  # (units done, their state): one store, so SIGINT never splits it
-    if over:
-        log(f"over the task's edge budget before {loop.unit} {start + 1}: {'; '.join(over)}; stopping")
-        rd.append_metrics({"step": start, "kind": "budget_check", **foot})  # what was measured
-    try:
-        u = start
-        while u < (start if over else n_units):
-            end = _chunk_end(loop, u, n_units, every)
+        while run.active:
+            end = run.next_end()
             t_chunk = time.time()
-            state, rows, ok = run_units(loop, cur[1], u, end)
-            last = u + len(rows) - 1  # the last unit done (a diverged chunk stops early)
-            if loop.is_eval_unit(last) or last + 1 == n_units:
-                rows[-1].update(loop.evaluate(state))
-            dt = time.time() - t_chunk
-            for i, row in enumerate(rows):  # wall time of units inside a chunk: interpolated
-                row.update(step=u + i + 1, kind=loop.unit,
-                           wall_s=round(wall0 + t_chunk - t0 + dt * (i + 1) / len(rows), 3))
-            _append_rows(rd, rows)
-            u = last + 1
-            cur = (u, state)
-            if not ok:
-                status = "diverged"
-                log(f"{loop.unit} {u}: NaN/Inf in a loss, message or state; stopping (diverged)")
-                break
-            if limits:
-                foot = budgets.footprint(loop, state)
-                over = budgets.check(limits, foot)
-                if over:
-                    status = "over_budget"
-                    log(f"{loop.unit} {u}: over the task's edge budget: {'; '.join(over)}; stopping")
-                    break
-            if u % every == 0 or u == n_units:
-                ckpt.save(u, state)
-            if sys.stderr.isatty() or u // max(1, n_units // 10) > (u - len(rows)) // max(1, n_units // 10):
-                log(f"{spec.name} {cls.manifest.name} seed={cfg.seed}: {loop.unit} {u}/{n_units} "
-                    f"({time.time() - t0:.1f}s)")
-        ckpt.close()
-        rows = rd.read_metrics()
-        final = _final(cfg, spec, cls, hp, loop, state, rows, status, wall0 + time.time() - t0)
-        final["fingerprint_id"] = fingerprint_id(fp)
-        if limits:
-            final["budget_margins"] = budgets.margins(limits, foot)
-        if over:
-            final["budget_violations"] = list(over)
-            final["error"] = "over budget: " + "; ".join(over)
-        from lsbench.harness.sealed import measured
-        final["measured"] = measured(sides.sealer, final["costs"])
-        rd.write_final(final)
+            state, rows, ok = run_units(run.loop, run.cur[1], run.u, end)
+            run.after(state, rows, ok, t_chunk)
+        run.close()
     except KeyboardInterrupt:
-        done, last = cur
+        run.interrupted()
+    except Exception as e:  # noqa: BLE001 - user faults become one line, bugs keep their traceback
+        run.failed(e)
+    return run.final
+
+
+def execute_seeds(cfgs, log=print) -> list:
+    """Seed batching: runs that differ only in ``seed`` (and ``workdir``) as one
+    program vmapped over seeds, each writing its own run directory; returns the
+    final.json dicts in order. Runs whose compiled rounds would differ (another
+    track or backend, an attacked task, programs that depend on the seed's data
+    shapes) run one after the other instead, with the same results."""
+    import contextlib
+
+    from lsbench.harness.lock import RunLock
+    cfgs = list(cfgs)
+    rds = [RunDir(c.workdir) for c in cfgs]
+    if len({os.path.abspath(rd.path) for rd in rds}) < len(rds):
+        raise UsageError("seed batching needs one workdir per seed; two seeds share one")
+    for c in cfgs[1:]:
+        if {k: v for k, v in dataclasses.asdict(c).items() if k not in ("seed", "workdir")} != \
+                {k: v for k, v in dataclasses.asdict(cfgs[0]).items() if k not in ("seed", "workdir")}:
+            raise UsageError("seed batching runs one (task, method, hyper-parameters) over seeds; "
+                             "the configs differ in more than seed and workdir")
+    with contextlib.ExitStack() as stack:
+        for rd in rds:
+            stack.enter_context(RunLock(rd.path))
+        runs = [_Run(c, rd, log) for c, rd in zip(cfgs, rds)]
+        todo = [r for r in runs if not r.open()]
+        sigs = {id(r): r.loop.batch_signature() if hasattr(r.loop, "batch_signature") else id(r) for r in todo}
         try:
-            if done > start and (ckpt.latest() or 0) < done:
-                ckpt.save(done, last)  # the last completed unit
-            ckpt.close()
+            while any(r.active for r in todo):
+                live = [r for r in todo if r.active]
+                lead = live[0]
+                group = [r for r in live if sigs[id(r)] == sigs[id(lead)] and r.u == lead.u
+                         and r.n_units == lead.n_units and r.every == lead.every]
+                end = lead.next_end()
+                t_chunk = time.time()
+                if len(group) == 1 or lead.loop.backend != "vmap":
+                    group = [lead]
+                    results = [run_units(lead.loop, lead.cur[1], lead.u, end)]
+                else:
+                    results = type(lead.loop).run_units_seeds([r.loop for r in group],
+                                                             [r.cur[1] for r in group], lead.u, end)
+                for r, (state, rows, ok) in zip(group, results):
+                    r.after(state, rows, ok, t_chunk)
+            for r in todo:
+                r.close()
+        except KeyboardInterrupt:
+            for r in todo[:-1]:
+                with contextlib.suppress(UsageError):
+                    r.interrupted()
+            todo[-1].interrupted()
+        except Exception as e:  # noqa: BLE001 - user faults become one line, bugs keep their traceback
+            todo[0].failed(e)
+    return [r.final for r in runs]
+
+
+class _Run:
+    """One run's lifecycle around its unit loop: ``open`` (validate, build, write
+    the manifest, restore), ``after`` each chunk of units (evaluate, write rows,
+    checkpoint, budgets, progress), ``close`` (final.json). Seed batching drives
+    several of these with one compiled program."""
+
+    def __init__(self, cfg: RunConfig, rd: RunDir, log):
+        self.cfg, self.rd, self.log = cfg, rd, log
+        self.final = None
+
+    def open(self) -> bool:
+        """Everything before the first unit. True when there is nothing to do
+        (``self.final`` is the completed run's)."""
+        cfg, rd, log = self.cfg, self.rd, self.log
+        self.t_start = time.time()
+        _prepare_workdir(cfg, rd, log)
+        if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
+            raise UsageError(f"--seed must be a non-negative integer, got {cfg.seed!r}")
+        spec = self.spec = load_task(cfg.task)
+        cls = self.cls = load_method(cfg.method, spec)
+        hp = self.hp = merge_hparams(cls, cfg.hparams)
+        if cfg.backend not in ("vmap", "loop", "shard"):
+            raise UsageError(f"--client_backend must be vmap, loop or shard, not '{cfg.backend}'")
+        if cfg.resume and os.path.exists(rd.final_path):
+            try:
+                final = schema.load_final(rd.final_path)
+            except (schema.SchemaError, ValueError, OSError):
+                log(f"{rd.final_path} is unreadable; resuming from the last checkpoint instead")
+                final = None
+            old_fp = (_read_json(rd.manifest_path) or {}).get("fingerprint") or {}
+            same = all(old_fp.get(k) == v for k, v in (("method_source", source_hash(cls)),
+                                                        ("hparams", json.loads(json.dumps(hp, default=str))),
+                                                        ("seed", cfg.seed))) if old_fp else True
+            if final and same and final["status"] == "completed" and not final.get("stopped_early"):
+                log(f"{rd.path}: already completed; nothing to do")
+                self.final = final
+                return True
+        from lsbench.harness import budgets, preflight
+
+        inst, self.sides, loop, data_dir = build(cfg, spec, cls, hp, log)
+        self.inst, self.loop = inst, loop
+        preflight.check(loop, spec, cls)
+        self.limits = budgets.validate(getattr(inst, "edge_budgets", None), f"task {spec.name}")
+        fp = self.fp = fingerprint(spec, cls, hp, cfg.seed, inst)
+        if cfg.resume:
+            _check_resume(cfg, rd, fp, log)
+
+        backup = None
+        try:
+            if cfg.overwrite and rd.exists():
+                backup = rd.path.rstrip("/") + f".replaced-{os.getpid()}"
+                os.replace(rd.path, backup)
+            os.makedirs(rd.path, exist_ok=True)
+            rd.write_manifest(_manifest(cfg, spec, cls, hp, inst, data_dir, fp))
+        except OSError as e:
+            if backup and not os.path.exists(rd.path):
+                os.replace(backup, rd.path)
+            raise UsageError(f"cannot write workdir {rd.path}: {e.strerror}; pick a writable --workdir") from None
+        if backup:
+            shutil.rmtree(backup, ignore_errors=True)  # the new run's manifest is on disk
+
+        from lsbench.harness.checkpoint import Checkpointer
+        self.ckpt = Checkpointer(rd.ckpt_path)
+        state, start, self.wall0 = loop.init_state(), 0, 0.0
+        if cfg.resume and self.ckpt.latest() is not None:
+            start, state = self.ckpt.restore(state)
+            rd.truncate_metrics(start)
+            rows = rd.read_metrics()
+            self.wall0 = rows[-1].get("wall_s", 0.0) if rows else 0.0
+            log(f"resumed from {loop.unit} {start}")
+        else:
+            rd.truncate_metrics(-1)
+        self.start = start
+        n_units = self.n_units = loop.num_units if cfg.max_units is None else min(loop.num_units, cfg.max_units)
+        self.every = cfg.checkpoint_every or getattr(loop, "checkpoint_every", None) or max(1, n_units // 10)
+        self.foot = budgets.footprint(loop, state) if self.limits else {}
+        self.over = budgets.check(self.limits, self.foot)
+        self.status, self.t0 = ("over_budget" if self.over else "completed"), time.time()
+        self.cur = (start, state)  # (units done, their state): one store, so SIGINT never splits it
+        if self.over:
+            log(f"over the task's edge budget before {loop.unit} {start + 1}: {'; '.join(self.over)}; stopping")
+            rd.append_metrics({"step": start, "kind": "budget_check", **self.foot})  # what was measured
+        from lsbench.harness import progress
+        self.bar = progress.Bar(total=n_units, initial=start, unit=loop.unit,
+                                desc=f"{spec.name} {cls.manifest.name} seed={cfg.seed}",
+                                stream=None if log is print else _LogStream(log))
+        self.active = not self.over and start < n_units
+        return False
+
+    @property
+    def u(self) -> int:
+        return self.cur[0]
+
+    def next_end(self) -> int:
+        return _chunk_end(self.loop, self.u, self.n_units, self.every)
+
+    def after(self, state, rows, ok, t_chunk) -> None:
+        """Units ``[u, u + len(rows))`` are done: evaluate, write, checkpoint, check."""
+        from lsbench.harness import budgets
+        loop, u, log = self.loop, self.u, self.log
+        last = u + len(rows) - 1  # the last unit done (a diverged chunk stops early)
+        if loop.is_eval_unit(last) or last + 1 == self.n_units:
+            rows[-1].update(loop.evaluate(state))
+        dt = time.time() - t_chunk
+        for i, row in enumerate(rows):  # wall time of units inside a chunk: interpolated
+            row.update(step=u + i + 1, kind=loop.unit,
+                       wall_s=round(self.wall0 + t_chunk - self.t0 + dt * (i + 1) / len(rows), 3))
+        _append_rows(self.rd, rows)
+        u = last + 1
+        self.cur = (u, state)
+        self.active = u < self.n_units
+        if not ok:
+            self.status, self.active = "diverged", False
+            log(f"{loop.unit} {u}: NaN/Inf in a loss, message or state; stopping (diverged)")
+            return
+        if self.limits:
+            self.foot = budgets.footprint(loop, state)
+            self.over = budgets.check(self.limits, self.foot)
+            if self.over:
+                self.status, self.active = "over_budget", False
+                log(f"{loop.unit} {u}: over the task's edge budget: {'; '.join(self.over)}; stopping")
+                return
+        if u % self.every == 0 or u == self.n_units:
+            self.ckpt.save(u, state)
+        self.bar.update(len(rows), **_live(self.spec, rows))
+
+    def close(self) -> None:
+        from lsbench.harness import budgets
+        from lsbench.harness.sealed import measured
+        cfg, rd = self.cfg, self.rd
+        self.ckpt.close()
+        self.bar.close()
+        rows = rd.read_metrics()
+        state = self.cur[1]
+        final = _final(cfg, self.spec, self.cls, self.hp, self.loop, state, rows, self.status,
+                       self.wall0 + time.time() - self.t0)
+        final["fingerprint_id"] = fingerprint_id(self.fp)
+        if self.limits:
+            final["budget_margins"] = budgets.margins(self.limits, self.foot)
+        if self.over:
+            final["budget_violations"] = list(self.over)
+            final["error"] = "over budget: " + "; ".join(self.over)
+        final["measured"] = measured(self.sides.sealer, final["costs"])
+        rd.write_final(final)
+        self.final = final
+        self.log(f"wrote {rd.final_path} ({self.status}, {time.time() - self.t_start:.1f}s)")
+
+    def interrupted(self):
+        self.bar.close()
+        done, last = self.cur
+        try:
+            if done > self.start and (self.ckpt.latest() or 0) < done:
+                self.ckpt.save(done, last)  # the last completed unit
+            self.ckpt.close()
         except Exception:  # noqa: BLE001 - an interrupted save: resume from the one before
             pass
-        raise UsageError(f"interrupted (SIGINT) after {loop.unit} {done}; continue with --resume "
-                         f"--workdir={rd.path}") from None
-    except Exception as e:  # noqa: BLE001 - user faults become one line, bugs keep their traceback
-        fault = _user_fault(e, cls)
+        raise UsageError(f"interrupted (SIGINT) after {self.loop.unit} {done}; continue with --resume "
+                         f"--workdir={self.rd.path}") from None
+
+    def failed(self, e: BaseException):
+        self.bar.close()
+        fault = _user_fault(e, self.cls)
         if fault is None:
-            raise
+            raise e
         raise fault from None
-    log(f"wrote {rd.final_path} ({status}, {time.time() - t_start:.1f}s)")
-    return final
 
 
 def _manifest(cfg, spec, cls, hp, inst, data_dir, fp=None) -> dict:

@@ -119,7 +119,8 @@ def pooled_view(inst: TrainInstance) -> TrainInstance:
     vx, vy = cat(inst.test_x, inst.test_n), cat(inst.test_y, inst.test_n)
     n = int(inst.train_n.sum())
     tier = inst.tiers[0]
-    steps = math.ceil(inst.local_epochs * n / inst.batch_size)
+    epochs = inst.local_epochs if inst.pooled_epochs is None else inst.pooled_epochs / inst.rounds
+    steps = max(1, math.ceil(epochs * n / inst.batch_size))
 
     def view(v):
         return dataclasses.replace(v, tiers=(tier,), tier_width={tier: v.tier_width.get(tier, 1.0)},
@@ -457,6 +458,72 @@ class TrainLoop:
         """One round (``run_units(state, r, r + 1)``): (state, row, ok)."""
         state, rows, ok = self.run_units(state, r, r + 1)
         return state, rows[0], ok
+
+    # ---- seed batching --------------------------------------------------------------
+    def batch_signature(self):
+        """What must be equal for runs (seeds) to share one compiled program: the
+        protocol's shapes and tables, and every sealed program (jaxpr and constants,
+        as sealed so far: call after ``preflight``)."""
+        import hashlib
+        h = hashlib.sha256()
+        for key, prog in sorted(self.sides.sealer._progs.items(), key=lambda kv: repr(kv[0])):
+            h.update(repr(key).encode() + str(prog.closed.jaxpr).encode())
+            for c in prog.closed.consts:
+                h.update(np.asarray(c).tobytes() if hasattr(c, "dtype") else repr(c).encode())
+        return (self.backend, self.C, self.B, tuple(sorted(self.k.items())), self.inst.tiers, self.chunk,
+                self.num_units, self.per_client, self.report_read, tuple(self.pos.tolist()),
+                tuple(np.asarray(self.inst.client_tier).tolist()), tuple(self.x.shape[2:]), str(self.x.dtype),
+                str(self.y.dtype), getattr(self.inst.attack, "active", False), h.hexdigest())
+
+    @staticmethod
+    def run_units_seeds(loops, states, start: int, end: int):
+        """Rounds ``[start, end)`` of several runs that differ only in their seed
+        (equal ``batch_signature``), as one program vmapped over seeds: each run's
+        own root key, data and tables (client data padded to the longest), state.
+        Returns ``[(state, rows, ok)]`` per run, as ``run_units`` would."""
+        lead = loops[0]
+        nmax = max(lp.x.shape[1] for lp in loops)
+
+        def pad(tab):
+            w = nmax - tab["x"].shape[1]
+            if not w:
+                return tab
+            widen = lambda a: jnp.pad(a, [(0, 0), (0, w)] + [(0, 0)] * (a.ndim - 2))  # noqa: E731
+            return dict(tab, x=widen(tab["x"]), y=widen(tab["y"]))
+        stack = lambda trees: jax.tree_util.tree_map(lambda *a: jnp.stack(a), *trees)  # noqa: E731
+        tabs = stack([pad(lp.tables) for lp in loops])
+        roots = jnp.stack([lp.root for lp in loops])
+        cloud = stack([st["cloud"] for st in states])
+        edge = stack([st["edge"] for st in states])
+        res = [None] * len(loops)
+        costs = [dict(st["costs"]) for st in states]
+        rows = [[] for _ in loops]
+        r = start
+        while r < end and any(x is None for x in res):
+            hi = min(end, r + lead.chunk)
+            cloud, edge, outs_d, oks_d = lead._chunk_fn(seeds=True)(roots, cloud, edge, tabs, np.int32(r),
+                                                                   np.int32(hi))
+            outs_d, oks = jax.device_get((outs_d, oks_d))
+            for i, lp in enumerate(loops):
+                if res[i] is not None:
+                    continue
+                for j in range(hi - r):
+                    out = jax.tree_util.tree_map(lambda a: a[i, j], outs_d)
+                    costs[i] = lp._bill(out, costs[i])
+                    row = {"train_loss": float(np.asarray(out["loss"]).mean())}
+                    row.update({k: int(v) for k, v in costs[i].items()})
+                    rows[i].append(row)
+                    if not bool(oks[i, j]):  # frozen after this round inside the scan
+                        res[i] = ({"cloud": jax.tree_util.tree_map(lambda a: a[i], cloud),
+                                   "edge": jax.tree_util.tree_map(lambda a: a[i], edge),
+                                   "costs": costs[i]}, rows[i], False)
+                        break
+            r = hi
+        for i in range(len(loops)):
+            if res[i] is None:
+                res[i] = ({"cloud": jax.tree_util.tree_map(lambda a: a[i], cloud),
+                           "edge": jax.tree_util.tree_map(lambda a: a[i], edge), "costs": costs[i]}, rows[i], True)
+        return res
 
     @functools.cached_property
     def _flop_table(self):
