@@ -129,21 +129,31 @@ def _free_port():
 
 def test_two_processes_equal_one(tmp_path, data_dir):
     """jax.distributed on 2 CPU processes (gloo collectives), clients sharded over
-    both processes' devices: same costs and metrics as one process (vmap); only
+    both processes' devices: same costs and metrics as one process (the suite's
+    worker, seeds 0 and 1 batched into one program when the harness can); only
     process 0 writes a run directory."""
-    base = ["run", f"--task={TINY_TASK}", f"--method={TINY_METHOD}", f"--data_dir={data_dir}", "--platform=cpu"]
-    one = cli(*base, f"--workdir={tmp_path}/one")
-    assert one.returncode == 0, one.stderr
+    preset = tmp_path / "seeds.json"
+    preset.write_text(json.dumps({"name": "seeds", "seeds": [0, 1], "groups": [
+        {"tasks": [TINY_TASK], "methods": [TINY_METHOD]}]}))
+    one = cli("suite", f"--preset={preset}", f"--workdir={tmp_path}/one", f"--data_dir={data_dir}")
+    assert one.returncode == 0, one.stdout + one.stderr
+    s = json.load(open(tmp_path / "one" / "suite.json"))
+    assert s["counts"] == {"total": 2, "completed": 2}
+    from lsbench.suite.runner import _seed_batching
+    assert all(r.get("batched") == (2 if _seed_batching() else None) for r in s["runs"])
     port = _free_port()
     env = dict(os.environ, JAX_PLATFORMS="cpu")
+    base = ["run", f"--task={TINY_TASK}", f"--method={TINY_METHOD}", f"--data_dir={data_dir}", "--platform=cpu"]
     procs = [subprocess.Popen([sys.executable, "-m", "lsbench.cli.main", *base, f"--workdir={tmp_path}/two",
-                               "--client_backend=shard", f"--coordinator=localhost:{port}", "--num_processes=2", f"--process_id={i}"],
+                               "--client_backend=shard", f"--coordinator=localhost:{port}",
+                               "--num_processes=2", f"--process_id={i}"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
-    a = json.load(open(tmp_path / "one" / "final.json"))
+    a = json.load(open(os.path.join(tmp_path, "one", s["runs"][0]["workdir"], "final.json")))
     b = json.load(open(tmp_path / "two" / "final.json"))
+    assert a["seed"] == b["seed"] == 0
     assert a["costs"] == b["costs"] and a["metrics"] == b["metrics"]
     man = json.load(open(tmp_path / "two" / "manifest.json"))
     assert man["platform"] == "cpu" and len(man["devices"]) == 2     # both processes' devices

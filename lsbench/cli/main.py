@@ -29,6 +29,9 @@ def _run_flags():
                         "lsbench.attacks, pkg.mod:Class or path/to/file.py:Class); on a clean task 20% of "
                         "clients become malicious. The run's task is TASK@ATTACK.", **d)
     flags.DEFINE_integer("seed", 0, "Root seed; everything derives from it.", **d)
+    flags.DEFINE_list("seeds", None, "Seed batching: these seeds as one program where the task allows it "
+                      "(training, vmap); one run directory each: --workdir with {seed} in it, else "
+                      "WORKDIR/seed<N>.", **d)
     flags.DEFINE_string("workdir", None, "Run directory (manifest.json, metrics.jsonl, final.json, ckpt/).", **d)
     flags.DEFINE_string("hparams", None, "JSON object of hyper-parameter overrides, e.g. '{\"lr\": 0.1}'.", **d)
     flags.DEFINE_string("sweep_point", None, "Label of the sweep point these hparams trace (recorded).", **d)
@@ -103,6 +106,8 @@ def cmd_run(argv):
         import tempfile
         workdir = os.path.join(tempfile.mkdtemp(prefix="lsbench-proc-"), "run")
     task = f"{fv.task}@{fv.attack}" if fv.attack else fv.task  # tasks.train_byz.from_ref
+    if fv.seeds:
+        return _run_seeds(fv, task, hp)
     cfg = RunConfig(task=task, method=fv.method, seed=fv.seed, workdir=workdir, hparams=hp,
                     data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite and writer,
                     backend=fv.client_backend, sweep_point=fv.sweep_point, max_units=fv.max_units,
@@ -118,6 +123,34 @@ def cmd_run(argv):
             shutil.rmtree(os.path.dirname(workdir), ignore_errors=True)
     if writer:
         print(summary(final, os.path.join(os.path.abspath(fv.workdir), "final.json")))
+    return 0
+
+
+def _run_seeds(fv, task, hp):
+    try:
+        seeds = [int(s) for s in fv.seeds]
+    except ValueError:
+        _die(f"--seeds must be integers separated by commas, not '{','.join(fv.seeds)}'")
+    if len(set(seeds)) < len(seeds):
+        _die("--seeds lists a seed twice")
+    from lsbench.harness.distributed import is_writer
+    if not is_writer():
+        _die("--seeds is not supported for multi-process runs; run one seed per job")
+    from lsbench.harness import runner
+    if not hasattr(runner, "execute_seeds"):
+        _die("--seeds: this lsbench has no seed batching; run one seed at a time with --seed")
+    USER_ERRORS, RunConfig, execute_seeds = runner.USER_ERRORS, runner.RunConfig, runner.execute_seeds
+    wd = lambda s: fv.workdir.format(seed=s) if "{seed}" in fv.workdir else os.path.join(fv.workdir, f"seed{s}")  # noqa: E731
+    cfgs = [RunConfig(task=task, method=fv.method, seed=s, workdir=wd(s), hparams=hp, data_dir=fv.data_dir,
+                      resume=fv.resume, overwrite=fv.overwrite, backend=fv.client_backend,
+                      sweep_point=fv.sweep_point, max_units=fv.max_units,
+                      checkpoint_every=fv.checkpoint_every, argv=tuple(sys.argv)) for s in seeds]
+    try:
+        finals = execute_seeds(cfgs, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except USER_ERRORS as e:
+        _die(str(e).splitlines()[0])
+    for s, final in zip(seeds, finals):
+        print(summary(final, os.path.join(os.path.abspath(wd(s)), "final.json")))
     return 0
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -58,6 +59,15 @@ def shard_items(items, i: int, n: int) -> list:
 def suite_json_name(shard=None) -> str:
     """suite.json, or suite.shard-I-of-N.json (slices may share a workdir)."""
     return "suite.json" if not shard else f"suite.shard-{shard[0]}-of-{shard[1]}.json"
+
+
+def _seed_batching() -> bool:
+    """Whether the harness runs several seeds as one program (lsbench run --seeds)."""
+    try:
+        from lsbench.harness import runner
+    except ImportError:
+        return False
+    return hasattr(runner, "execute_seeds")
 
 
 def run_command(item, workdir, data_dir=None, platform=None, resume=False) -> list[str]:
@@ -191,11 +201,11 @@ def failure_reason(log_path: str, rc: int) -> str:
 
 class Suite:
     def __init__(self, items, root, preset, workers=1, data_dir=None, platform=None, timeout_s=None,
-                 command="", warnings=(), out=None, shard=None):
+                 command="", warnings=(), out=None, shard=None, batch_seeds=True):
         self.items, self.root, self.preset = items, os.path.abspath(root), preset
         self.workers, self.data_dir, self.platform = max(1, workers), data_dir, platform
         self.timeout_s, self.command, self.warnings = timeout_s, command, list(warnings)
-        self.shard = shard
+        self.shard, self.batch_seeds = shard, batch_seeds and _seed_batching()
         self.out = out or (lambda s: print(s, flush=True))
         self.records = {it.id: self._record(it, "pending") for it in items}
         self.t0 = time.time()
@@ -251,7 +261,7 @@ class Suite:
                  f"({c.get('failed', 0)} failed to resolve), {len(todo)} to run, {self.workers} worker(s)")
         for w in self.warnings:
             self.out(f"warning: {w}")
-        running, idle = {}, []   # worker -> item being run; workers waiting for a job
+        running, idle = {}, []   # worker -> the items it runs (seeds batched); workers waiting for a job
         # A task's first run builds its data and caches its reference models; the
         # task's other runs wait for it rather than race it on the data dir.
         warm = {it.task_name for it in self.items if it not in todo}
@@ -261,18 +271,20 @@ class Suite:
                     it = self._next(todo, running, warm, {w.key for w in idle})
                     if it is None:
                         break
-                    todo.remove(it)
+                    batch = self._batch(it, todo)
+                    for b in batch:
+                        todo.remove(b)
                     w = self._worker_for(it, idle, len(running))
-                    self._start(w, it)
-                    running[w] = it
+                    self._start(w, batch)
+                    running[w] = batch
                 for w in [w for w in idle if not any(self._key(t) == w.key for t in todo)]:
                     idle.remove(w)   # nothing left for its (task, method)
                     w.close()
                 time.sleep(0.05)
                 for w in list(running):
-                    it = running[w]
+                    batch = running[w]
                     rc = w.result()
-                    timed_out = rc is None and w.over(self.timeout_s)
+                    timed_out = rc is None and w.over(self.timeout_s and self.timeout_s * len(batch))
                     if rc is None and not timed_out:
                         continue
                     if rc is None:
@@ -282,12 +294,16 @@ class Suite:
                         idle.append(w)
                     else:
                         w.kill()   # crashed, timed out, or failed: a fresh worker for what follows
-                    warm.add(it.task_name)
-                    rec = self._finish(it, rc if rc is not None else -9, time.time() - w.t,
-                                       rc is None)
-                    self.records[it.id] = rec
-                    self.write()
-                    self.progress(rec, len(running))
+                    warm.add(batch[0].task_name)
+                    log = self._log_path(batch[0])
+                    for it in batch:
+                        if it is not batch[0] and os.path.exists(log):
+                            shutil.copyfile(log, self._log_path(it))   # one log for the batch
+                        rec = self._finish(it, rc if rc is not None else -9, (time.time() - w.t) / len(batch),
+                                           rc is None, len(batch))
+                        self.records[it.id] = rec
+                        self.write()
+                        self.progress(rec, len(running))
         finally:
             for w in list(running) + idle:
                 w.kill()
@@ -298,9 +314,18 @@ class Suite:
     def _key(it):
         return (it.task, it.method)
 
+    def _batch(self, it, todo) -> list:
+        """``it`` and the other seeds of its (task, method, sweep point): training
+        runs, when the harness batches seeds into one program."""
+        if not self.batch_seeds or it.track != "train":
+            return [it]
+        same = [o for o in todo if (o.task, o.method, o.point, o.hparams) == (it.task, it.method, it.point, it.hparams)
+                and o.seed != it.seed]
+        return [it] + sorted({o.seed: o for o in same}.values(), key=lambda o: o.seed)
+
     @classmethod
     def _next(cls, todo, running, warm, idle_keys=()):
-        busy = {it.task_name for it in running.values()}
+        busy = {it.task_name for b in running.values() for it in (b if isinstance(b, list) else [b])}
         ok = [it for it in todo if it.task_name in warm or it.task_name not in busy]
         return next((it for it in ok if cls._key(it) in idle_keys), ok[0] if ok else None)
 
@@ -315,22 +340,33 @@ class Suite:
             idle.pop(0).close()
         return Worker(self._key(it), os.path.join(self.root, "logs", "workers.log"))
 
-    def _start(self, w, it):
+    def _start(self, w, batch):
+        it = batch[0]
         wd = it.workdir(self.root)
-        resume = RunDir(wd).exists()
-        w.start(it, run_command(it, wd, self.data_dir, self.platform, resume)[4:], self._log_path(it))
+        resume = any(RunDir(b.workdir(self.root)).exists() for b in batch)
+        args = run_command(it, wd, self.data_dir, self.platform, resume)[4:]
+        if len(batch) > 1:   # lsbench run --seeds=...: one program, one run directory per seed
+            pattern = os.path.join(os.path.dirname(wd), "seed{seed}")
+            assert all(b.workdir(self.root) == pattern.format(seed=b.seed) for b in batch)
+            args = [f"--seeds={','.join(str(b.seed) for b in batch)}" if a.startswith("--seed=") else
+                    f"--workdir={pattern}" if a.startswith("--workdir=") else a for a in args]
+        w.start(it, args, self._log_path(it))
 
     def _log_path(self, it):
         return os.path.join(self.root, "logs", os.path.relpath(it.workdir(self.root), os.path.join(
             self.root, "runs")).replace(os.sep, "__") + ".log")
 
-    def _finish(self, it, rc, wall, timed_out):
+    def _finish(self, it, rc, wall, timed_out, batched=1):
         final = done_final(it.workdir(self.root))
         if timed_out:
-            return self._record(it, "failed", f"timed out after {self.timeout_s}s", wall, True)
-        if rc == 0 and final is not None:
-            return self._record(it, final["status"], None, wall, True)
-        return self._record(it, "failed", failure_reason(self._log_path(it), rc), wall, True)
+            rec = self._record(it, "failed", f"timed out after {self.timeout_s * batched}s", wall, True)
+        elif rc == 0 and final is not None:
+            rec = self._record(it, final["status"], None, wall, True)
+        else:
+            rec = self._record(it, "failed", failure_reason(self._log_path(it), rc), wall, True)
+        if batched > 1:
+            rec["batched"] = batched   # seeds run as one program; wall_s is the batch's share
+        return rec
 
 
 if __name__ == "__main__":
