@@ -8,6 +8,11 @@ board). The cloud answers, in ``cloud_reply`` only, with the next ``k``
 actions of its planner (``view.planner``, the cloud view's), packed 2 bits
 each (``ceil(k/4)`` bytes); the edge executes the buffer, then returns to its
 own policy. Subclasses override ``trigger``.
+
+A stale buffer is dropped: where the task's env gives ``expect`` (the state
+an action leads to if nothing unforeseen happens), a step that lands
+elsewhere (a slip, a door that shut) empties the buffer and sets
+``carry["surprise"]`` for the triggers (hparam ``flush``, default on).
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ RECENT = 8  # states remembered for revisit detection
 
 
 class Buffered(api.PlanMethod):
-    default_hparams = {"k": 1}
+    default_hparams = {"k": 1, "flush": True}
 
     @property
     def k(self) -> int:
@@ -44,7 +49,7 @@ class Buffered(api.PlanMethod):
         return {"buf": jnp.zeros((self.k,), jnp.int32), "nbuf": jnp.int32(0), "t": jnp.int32(0),
                 "a": jnp.int32(0), "recent": jnp.full((RECENT,), -1, jnp.int32),
                 "best": jnp.asarray(self.view.env.progress(obs), jnp.int32), "stall": jnp.int32(0),
-                "cool": jnp.int32(0)}
+                "cool": jnp.int32(0), "exp": jnp.int32(-1), "surprise": jnp.array(False)}
 
     def trigger(self, es, carry, obs, logits, rng):
         """Whether to ask, given an empty buffer. Default: never."""
@@ -59,6 +64,11 @@ class Buffered(api.PlanMethod):
         better = prog < carry["best"]
         carry = dict(carry, a=jnp.argmax(logits).astype(jnp.int32), best=jnp.minimum(prog, carry["best"]),
                      stall=jnp.where(better, 0, carry["stall"] + 1))
+        if env.expect is not None:  # the last action did not do what it should: the buffer is stale
+            key = jnp.asarray(env.state_key(obs), jnp.int32)
+            surprise = (carry["exp"] >= 0) & (key != carry["exp"])
+            flush = surprise & bool(self.hp.get("flush", True))
+            carry = dict(carry, surprise=surprise, nbuf=jnp.where(flush, 0, carry["nbuf"]))
         send = (carry["nbuf"] == 0) & self.trigger(es, carry, obs, logits, rng)
         return api.Query(carry, env.encode_up(obs), send)
 
@@ -73,6 +83,8 @@ class Buffered(api.PlanMethod):
         carry = dict(carry, buf=buf, nbuf=nbuf - use.astype(jnp.int32), t=carry["t"] + 1, a=a,
                      recent=jnp.roll(carry["recent"], 1).at[0].set(key),
                      cool=jnp.where(got, self.hp.get("cooldown", 0), jnp.maximum(carry["cool"] - 1, 0)))
+        if self.view.env.expect is not None:
+            carry["exp"] = jnp.asarray(self.view.env.expect(obs, a), jnp.int32)
         return carry, a
 
     # ---- cloud ------------------------------------------------------------------
@@ -110,10 +122,12 @@ class CloudOnly(Buffered):
 
 
 class PlanOnce(Buffered):
-    manifest = api.Manifest(name="plan-once", tracks=("plan",),
+    manifest = api.Manifest(name="plan-once", tracks=("plan",), version="2",
                             description="one call at the start; the whole plan (the task's plan_len "
-                                        "actions) is executed, then the edge policy takes over")
-    default_hparams = {}
+                                        "actions) is executed, then the edge policy takes over "
+                                        "(flush=True: the edge takes over as soon as the plan goes stale)")
+    default_hparams = {"flush": False}
+    sweep = ({"flush": False}, {"flush": True})
 
     @property
     def k(self) -> int:

@@ -1,7 +1,9 @@
 """Planning baselines that decide when to ask the cloud for an action buffer.
 
 - ``periodic``: a call every k steps, answered with the next k actions.
-- ``ask-uncertain``: ask when the edge's max probability falls below tau.
+- ``ask-uncertain``: ask when the edge's max probability falls below tau, or
+  (``on_surprise``) when its last step did not land where it expected (a stale
+  plan). Its operating point (tau) is picked on the validation episodes.
 - ``swiftsage``: ask on an invalid top action, a revisited state, or no
   heuristic progress for m steps, with a cooldown after each answer; the
   answer is an action buffer (Lin et al. 2023, SwiftSage).
@@ -33,13 +35,15 @@ class Periodic(Buffered):
 
 
 class AskUncertain(Buffered):
-    manifest = api.Manifest(name="ask-uncertain", tracks=("plan",),
-                            description="ask for k actions when the edge's max probability < tau")
-    default_hparams = {"k": 4, "tau": 0.9}
-    sweep = ({"tau": 0.5}, {"tau": 0.7}, {"tau": 0.9}, {"tau": 0.97}, {"tau": 0.995})
+    manifest = api.Manifest(name="ask-uncertain", tracks=("plan",), version="2",
+                            description="ask for k actions when the edge's max probability < tau or "
+                                        "its last step went somewhere unexpected (a stale plan)")
+    default_hparams = {"k": 8, "tau": 0.9, "on_surprise": True}
+    sweep = ({"tau": 0.5}, {"tau": 0.7}, {"tau": 0.8}, {"tau": 0.9}, {"tau": 0.97}, {"tau": 0.995})
 
     def trigger(self, es, carry, obs, logits, rng):
-        return jax.nn.softmax(logits).max() < self.hp["tau"]
+        unsure = jax.nn.softmax(logits).max() < self.hp["tau"]
+        return unsure | (carry["surprise"] & bool(self.hp["on_surprise"]))
 
 
 class SwiftSage(Buffered):

@@ -2,11 +2,14 @@
 sweep points) on one task, through the harness's plan loop.
 
 Prints a markdown table (success with 95% Wilson interval, steps, SPL,
-calls/episode, call rate, bytes up/down/peer per episode, edge FLOPs and
-cloud nodes per episode, modelled LTE latency per episode, wall seconds of the
-1,000-episode evaluation incl. compile), the setup bytes up/down and the
-budget summary: success and gap recovered at 5% / 20% of cloud-only's calls
-over all sweep points (the references are the edge-only and cloud-only rows).
+calls/episode, call rate, bytes up/down/peer per episode, edge and cloud
+FLOPs and cloud nodes per episode, modelled LTE latency per episode, success
+on the validation episodes, wall seconds of the evaluation (test + validation
+episodes) incl. compile), the setup bytes up/down, the budget summary (success
+and gap recovered at 5% / 20% of cloud-only's calls over all sweep points; the
+references are the edge-only and cloud-only rows) and, per method, the sweep
+point picked on VALIDATION within 30% of cloud-only's validation calls, with
+its test figures (no tuning on test).
 
 The task is built once; each run builds the method per side (sealed, as
 ``lsbench run`` does) and drives the harness's plan loop.
@@ -17,7 +20,7 @@ import argparse
 import json
 import time
 
-from lsbench.envs import budget_summary
+from lsbench.envs import budget_summary, pick_on_validation
 from lsbench.harness import preflight, sealed
 from lsbench.harness.plan_loop import PlanLoop
 from lsbench.harness.runner import merge_hparams
@@ -38,7 +41,7 @@ def make_loop(inst, spec, cls, hp, seed=0):
     return loop
 
 
-def run(inst, spec, name, hp, seed=0):
+def run(inst, spec, name, hp, seed=0, full=False):
     cls = load_method(name, spec)
     t = time.time()
     loop = make_loop(inst, spec, cls, hp, seed)
@@ -46,7 +49,11 @@ def run(inst, spec, name, hp, seed=0):
     for u in range(loop.num_units):
         st, _, _ = loop.run_unit(st, u)
     out = loop.finish(st, [])
+    if full:
+        return out, time.time() - t
     return out["metrics"], out["derived"], out["costs"], time.time() - t
+
+
 
 
 def main():
@@ -63,7 +70,8 @@ def main():
     print(f"# {spec.name} v{spec.version}: {inst.num_episodes} episodes, cloud = {inst.cloud_kind}; "
           f"build {time.time() - t:.1f}s\n")
     hdr = ("| method | hparams | success [95% CI] | steps | SPL | calls/ep | call rate | up B/ep | "
-           "down B/ep | peer B/ep | edge MFLOP/ep | cloud nodes/ep | LTE s/ep | setup B up/down | wall s |")
+           "down B/ep | peer B/ep | edge MFLOP/ep | cloud MFLOP/ep | cloud nodes/ep | LTE s/ep | "
+           "val success | setup B up/down | wall s |")
     print(hdr)
     print("|" + "---|" * (hdr.count("|") - 1))
     rows = []
@@ -77,15 +85,18 @@ def main():
             if key in seen:
                 continue
             seen.add(key)
-            m, d, c, wall = run(inst, spec, name, hp)
+            out, wall = run(inst, spec, name, hp, full=True)
+            m, d, c, v = out["metrics"], out["derived"], out["costs"], out.get("validation")
             rows.append({"method": name, "hparams": hp, "metrics": m, "derived": d, "costs": c,
-                         "wall_s": wall})
+                         "validation": v, "wall_s": wall})
             print(f"| {name} | {json.dumps(hp) if hp else 'default'} | {m['success']:.3f} "
                   f"[{m['success_lo95']:.3f}, {m['success_hi95']:.3f}] | {m['steps']:.1f} | {m['spl']:.3f} | "
                   f"{m['calls_per_episode']:.2f} | {m['call_rate']:.3f} | {m['bytes_up_per_episode']:.1f} | "
                   f"{m['bytes_down_per_episode']:.1f} | {m['peer_bytes_per_episode']:.1f} | "
-                  f"{m['edge_flops_per_episode'] / 1e6:.2f} | {m['cloud_nodes_per_episode']:.0f} | "
+                  f"{m['edge_flops_per_episode'] / 1e6:.2f} | {m['cloud_flops_per_episode'] / 1e6:.2f} | "
+                  f"{m['cloud_nodes_per_episode']:.0f} | "
                   f"{d.get('lte', {}).get('latency_mean_s', float('nan')):.3f} | "
+                  f"{v['success'] if v else float('nan'):.3f} | "
                   f"{c['setup_bytes_up']} / {c['setup_bytes_down']} | {wall:.1f} |", flush=True)
     first = {}
     for r in rows:
@@ -104,6 +115,23 @@ def main():
                                cloud["metrics"]["calls_per_episode"])
             print(f"| {name} | {s['success_at_5pct']:.3f} | {s['gap_recovered_at_5pct']:.2f} | "
                   f"{s['success_at_20pct']:.3f} | {s['gap_recovered_at_20pct']:.2f} |")
+        if cloud.get("validation"):
+            cv = cloud["validation"]["calls_per_episode"]
+            print("\nPicked on validation (best validation success at <= 30% of cloud-only's validation "
+                  "calls); test figures:\n")
+            print("| method | hparams | test success [95% CI] | test gap recovered | test calls/ep | "
+                  "% of cloud-only calls |")
+            print("|---|---|---|---|---|---|")
+            for name in dict.fromkeys(r["method"] for r in rows):
+                r = pick_on_validation([r for r in rows if r["method"] == name], cv)
+                if r is None:
+                    print(f"| {name} | (no point within budget) | | | | |")
+                    continue
+                m = r["metrics"]
+                print(f"| {name} | {json.dumps(r['hparams']) if r['hparams'] else 'default'} | "
+                      f"{m['success']:.3f} [{m['success_lo95']:.3f}, {m['success_hi95']:.3f}] | "
+                      f"{m.get('gap_recovered', float('nan')):.2f} | {m['calls_per_episode']:.2f} | "
+                      f"{100 * m['calls_per_episode'] / cloud['metrics']['calls_per_episode']:.1f} |")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"task": spec.name, "rows": rows, "ref_success": ref}, f, indent=1, default=str)

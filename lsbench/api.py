@@ -230,13 +230,16 @@ class PlanEnv:
     """Pure functions of an observation that both sides may use:
     ``featurize(obs) -> float[F]``, ``valid(obs, a) -> bool``, ``state_key(obs) ->
     int32``, ``progress(obs) -> int32`` (a heuristic distance to go),
-    ``encode_up(obs) -> uplink`` (the task's fixed state uplink), ``num_actions``."""
+    ``encode_up(obs) -> uplink`` (the task's fixed state uplink), ``num_actions``,
+    ``expect(obs, a) -> int32`` (the state key ``a`` leads to if nothing unforeseen
+    happens; a different key next step means a stale plan; None if not given)."""
     featurize: Callable
     valid: Callable
     state_key: Callable
     progress: Callable
     encode_up: Callable
     num_actions: int
+    expect: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)

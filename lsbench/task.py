@@ -126,7 +126,8 @@ class PlanInstance:
     """Runtime data of a planning task. ``reset(instance_i) -> (env_state, obs,
     world)``; ``step(env_state, action) -> (env_state, obs, done, info)`` are
     pure and per-episode (vmapped by the harness). ``cloud_cost(world, uplink)``
-    is the harness-side cost of one exact-solver answer (expanded nodes).
+    is the harness-side secondary cost of one planner answer (expanded nodes; the
+    planner's FLOPs are metered on the cloud's program).
     ``edge_view``/``cloud_view``: what each side sees (the planner is the cloud's)."""
     edge_view: api.PlanView
     cloud_view: api.PlanView
@@ -140,6 +141,13 @@ class PlanInstance:
     cloud_cost: Optional[Callable] = None
     hashes: Mapping[str, str] = dataclasses.field(default_factory=dict)
     edge_budgets: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    # Validation episodes (disjoint from test): the loop runs them too and reports the same
+    # metrics as ``validation`` (``metrics_fn(traj, inst, split="val")``); None if absent.
+    val_instances: Any = None
+    num_val: int = 0
 
     def hidden(self) -> dict:
-        return {"instances": self.instances}
+        out = {"instances": self.instances}
+        if self.val_instances is not None:
+            out["val_instances"] = self.val_instances
+        return out

@@ -1,10 +1,17 @@
 """plan/fogmaze: a small edge agent walks a braided maze it sees through a
-window; the cloud (an exact BFS solver over the full map) can tell it the way.
+window; the cloud knows the published map and can tell it the way.
 
-Fixed test mazes come from ``test_seed``; the edge policy (BC + DAgger from
-the BFS expert, K ensemble members) trains on mazes from ``train_seed`` and is
-cached under data_dir. Messages: up = the agent's position (2 uint8); down = k
-actions, 2 bits each. Budget per episode: 2 x optimal length + 10 steps.
+v3: the maze changes under the plan. Actions slip (p = ``slip``) and ``doors``
+passages shut on hidden schedules (``lsbench.envs.fogmaze``); the cloud's
+``world`` is the published map and the goal (not the start, not the doors), so
+the edge must send its state: up = its position (2 uint8) and its window as
+bits (4 bytes for 5x5). The cloud's planner is a metered wavefront (``sweeps``
+3x3 convolutions over the published map with the reported window overlaid,
+``2 sweeps (3G - 2)^2`` matmul FLOPs per answer); down = k actions, 2 bits
+each. Budget per episode: 2 x optimal length + 10 steps. Fixed test mazes come
+from ``test_seed``, validation mazes from ``val_seed`` (disjoint); the edge
+policy (BC + DAgger from the published map's BFS expert, K ensemble members)
+trains on mazes from ``train_seed`` and is cached under data_dir.
 
 ``assemble`` is shared with plan/slidingtile: it trains/loads the policies,
 measures edge-only and cloud-only success on the test set (for the task's
@@ -27,7 +34,7 @@ import numpy as np
 
 from lsbench import api
 from lsbench.envs import episode_metrics, flat_rows, rollout
-from lsbench.envs.fogmaze import FogMaze, expert_action, make_instance, nodes_expanded, plan
+from lsbench.envs.fogmaze import FogMaze, expert_action, make_instance, nodes_expanded
 from lsbench.models import cache, policies
 from lsbench.task import PlanInstance, TaskError, TaskSpec
 
@@ -51,16 +58,17 @@ def _batched(f, keys, *args, chunk=512):
 
 
 def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost, learned=None,
-             log=print):
+             val=None, log=print):
     """The PlanInstance of a planning task, given its env and instance sets.
 
-    ``label(inst, env_state) -> expert action``; ``plan_fn(params, world, up, k)``
-    is the exact solver's answer (the cloud view's ``Planner.plan``: any table it
-    uses must be in its closure, so the guard knows it as a cloud asset);
-    ``cloud_cost(world, up)`` its expanded nodes. ``learned`` (optional) replaces
-    the solver by a learned cloud planner: ``{"model": ModelDef, "params", "plan":
-    fn(params, world, up, k), "act": fn(params, obs) -> action}``; it is billed in
-    FLOPs, not nodes."""
+    ``label(inst, env_state) -> expert action`` (the published map's expert: the
+    edge policy's teacher); ``plan_fn(params, world, up, k)`` is the cloud
+    planner's answer (the cloud view's ``Planner.plan``: any table it uses must be
+    in its closure, so the guard knows it as a cloud asset); ``cloud_cost(world,
+    up)`` its expanded nodes (a secondary metric). ``learned`` (optional) replaces
+    the planner by a learned one: ``{"model": ModelDef, "params", "plan":
+    fn(params, world, up, k), "act": fn(params, obs) -> action}``. ``val``: the
+    validation instances (disjoint from test; same metrics, ``split="val"``)."""
     c = spec.config
     hidden, K = tuple(c["edge_hidden"]), c["ensemble"]
     edge = policies.policy_def("edge", env.featurize, env.num_features, hidden)
@@ -69,6 +77,8 @@ def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost
                         f"published cap {c['edge_param_cap']}; shrink edge_hidden")
     T = lambda insts: int(2 * np.max(insts["opt"]) + 10)
     apply = edge.apply
+    val = test if val is None else val
+    T_run = max(T(test), T(val))
 
     def expert_rows():
         rec = rollout(env, train, T(train), lambda o, i, s: label(i, s), label)
@@ -87,30 +97,43 @@ def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost
                                  members=K, rounds=c["dagger_rounds"], steps=c["train_steps"],
                                  batch=256, lr=3e-3, log=log)
         member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
-        # References on the test set: edge-only (greedy member 0) and the exact solver.
         greedy = lambda o, i, s: jnp.argmax(apply(member0, o)).astype(jnp.int32)
-        cloud_pol = (lambda o, i, s: label(i, s)) if learned is None else \
-            (lambda o, i, s: learned["act"](learned["params"], o))
-        ref = [np.mean(jax.device_get(rollout(env, test, T(test), pol, label)["success"]))
-               for pol in (greedy, cloud_pol)]
         # Calibration split (for learned routers): states the edge visits on other instances.
         cr = jax.device_get(rollout(env, calib, T(calib), greedy, label, keep_obs=True))
         act = cr["active"].reshape(-1)
         cal = {"obs": jax.tree_util.tree_map(lambda a: a.reshape((-1,) + a.shape[2:])[act], cr["obs"]),
                "expert": cr["y"].reshape(-1)[act]}
-        return {"edge": ens, "ref_success": np.array(ref, np.float64), "calib": cal}
+        return {"edge": ens, "calib": cal}
 
     # Budgets do not change the policies: they stay out of the training recipe.
-    recipe = {"task": spec.name, "version": spec.version,
-              "config": {k: v for k, v in c.items() if k != "edge_budgets"},
-              "model": "mlp", "hidden": hidden, "test": _hash(test), "calib": _hash(calib)}
+    cfg = {k: v for k, v in c.items() if k not in ("edge_budgets", "episodes", "val_episodes", "sweeps")}
+    recipe = {"task": spec.name, "version": spec.version, "config": cfg,
+              "model": "mlp", "hidden": hidden, "calib": _hash(calib)}
     if learned is not None:
         recipe["cloud"] = learned["hash"]
     got, model_hash = cache.cached_params(data_dir, spec.name.replace("/", "-") + "-edge", recipe,
                                           train_fn, log=log)
     ens, cal = got["edge"], got["calib"]
-    ref_edge, ref_cloud = (float(v) for v in got["ref_success"])
     member0 = jax.tree_util.tree_map(lambda a: a[0], ens)
+    planner_params = {} if learned is None else learned["params"]
+
+    def refs_fn():
+        """References on test and validation: edge-only (greedy member 0) and cloud-only
+        (the cloud's planner asked every step, on the world and uplink the loop gives it)."""
+        greedy = lambda o, i, s: jnp.argmax(apply(member0, o)).astype(jnp.int32)
+        cloud_pol = lambda o, i, s: plan_fn(planner_params, env.reset(i)[2], env.encode_up(o), 1)[0] \
+            if learned is None else learned["plan"](planner_params, env.reset(i)[2], env.encode_up(o), 1)[0]
+        out = {}
+        for name, insts in (("test", test), ("val", val)):
+            out[name] = np.array([np.mean(jax.device_get(rollout(env, insts, T_run, pol, label)["success"]))
+                                  for pol in (greedy, cloud_pol)], np.float64)
+        return out
+
+    refs, _ = cache.cached_params(data_dir, spec.name.replace("/", "-") + "-refs",
+                                  {"model": model_hash, "config": dict(c), "test": _hash(test),
+                                   "val": _hash(val), "T": T_run, "version": spec.version},
+                                  refs_fn, log=log)
+    ref = {k: tuple(float(x) for x in v) for k, v in refs.items()}
 
     max_opt = int(np.max(test["opt"]))
     models = {"edge": edge}
@@ -122,28 +145,39 @@ def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost
         models["cloud"], cloud_params, cloud_cost = learned["model"], {"cloud": learned["params"]}, None
     budgets = dict(c["edge_budgets"])
     plan_env = api.PlanEnv(featurize=env.featurize, valid=env.valid, state_key=env.state_key,
-                           progress=env.progress, encode_up=env.encode_up, num_actions=4)
+                           progress=env.progress, encode_up=env.encode_up, num_actions=4,
+                           expect=env.expect)
     common = dict(task=spec.name, version=spec.version, track="plan", num_classes=4,
                   input_shape=(env.num_features,), models=models,
                   budgets={**budgets, "edge_param_cap": c["edge_param_cap"]}, env=plan_env,
-                  plan_len=4 * -(-max_opt // 4), ensemble=K, max_steps=T(test))
+                  plan_len=4 * -(-max_opt // 4), ensemble=K, max_steps=T_run)
     # The edge holds its policies; the planner (and a learned planner's params) and the
     # calibration split are the cloud's. The reference successes stay with the task's metrics.
     edge_view = api.PlanView(side="edge", params={"edge": member0, "edge_ensemble": ens}, **common)
     cloud_view = api.PlanView(side="cloud", params=cloud_params, planner=planner, calib=cal, **common)
 
-    def metrics_fn(traj, inst):
-        m = episode_metrics(traj, inst.instances["opt"], (ref_edge, ref_cloud))
-        m["opt_len"] = float(np.mean(inst.instances["opt"]))
+    def metrics_fn(traj, inst, split="test"):
+        insts = inst.instances if split == "test" else inst.val_instances
+        m = episode_metrics(traj, insts["opt"], ref[split])
+        m["opt_len"] = float(np.mean(insts["opt"]))
         return m
 
-    log(f"{spec.name}: edge {edge.info['params']} params x{K}; reference success "
-        f"edge-only {ref_edge:.3f}, cloud-only ({planner.kind}) {ref_cloud:.3f}")
+    log(f"{spec.name}: edge {edge.info['params']} params x{K}; reference success (test) "
+        f"edge-only {ref['test'][0]:.3f}, cloud-only ({planner.kind}) {ref['test'][1]:.3f}")
     return PlanInstance(edge_view=edge_view, cloud_view=cloud_view, instances=test,
-                        num_episodes=len(test["opt"]), max_steps=T(test), reset=env.reset, step=env.step,
+                        num_episodes=len(test["opt"]), max_steps=T_run, reset=env.reset, step=env.step,
                         metrics_fn=metrics_fn, cloud_kind=planner.kind, cloud_cost=cloud_cost,
-                        hashes={"data": _hash(test), "train_data": _hash(train), "edge_model": model_hash},
-                        edge_budgets=budgets)
+                        hashes={"data": _hash(test), "val_data": _hash(val), "train_data": _hash(train),
+                                "edge_model": model_hash},
+                        edge_budgets=budgets, val_instances=val, num_val=len(val["opt"]))
+
+
+def disjoint(a, b, key):
+    """``b`` without the instances whose ``key`` array equals one of ``a``'s (so validation
+    never repeats a test instance)."""
+    seen = {np.asarray(x).tobytes() for x in a[key]}
+    keep = np.array([np.asarray(x).tobytes() not in seen for x in b[key]])
+    return {k: v[keep] for k, v in b.items()}
 
 
 def build(spec, data_dir, seed):
@@ -151,34 +185,43 @@ def build(spec, data_dir, seed):
     n = c["n"]
     if n < 3 or n > 20:
         raise TaskError(f"{spec.name}: maze size n={n} out of range; use 3 <= n <= 20")
-    env = FogMaze(n, c["view_radius"], c["clip"])
-    mk = jax.jit(jax.vmap(lambda k: make_instance(k, n, c["braid"], c["min_dist"])))
+    if not 0.0 <= c["slip"] < 0.75:
+        raise TaskError(f"{spec.name}: slip={c['slip']} out of range; use 0 <= slip < 0.75")
+    env = FogMaze(n, c["view_radius"], c["clip"], c["slip"], c["sweeps"])
+    mk = jax.jit(jax.vmap(lambda k: make_instance(k, n, c["braid"], c["min_dist"], c["doors"])))
     sets = {}
     for name, s, m in (("test", c["test_seed"], c["episodes"]), ("train", c["train_seed"], c["train_mazes"]),
-                       ("calib", c["train_seed"] + 1, c["calib_mazes"])):
+                       ("calib", c["train_seed"] + 1, c["calib_mazes"]),
+                       ("val", c["val_seed"], c["val_episodes"])):
         sets[name] = _batched(mk, jax.random.split(jax.random.PRNGKey(s), m))
     label = lambda inst, s: expert_action(inst["dist"], s["pos"])
     return assemble(spec, data_dir, env, sets["test"], sets["train"], sets["calib"], label,
-                    plan_fn=lambda params, world, up, k: plan(world["dist"], up["pos"].astype(jnp.int32), k),
-                    cloud_cost=lambda world, up: nodes_expanded(world["dist"], up["pos"].astype(jnp.int32)))
+                    plan_fn=lambda params, world, up, k: env.plan(world, up, k),
+                    cloud_cost=lambda world, up: nodes_expanded(world["free"]),
+                    val=disjoint(sets["test"], sets["val"], "free"))
 
 
+# v3: slips and doors on hidden schedules; the cloud knows the published map and the goal,
+# and plans by a metered wavefront (``sweeps`` conv sweeps) over it plus the reported window.
 _BASE = {"family": "plan", "env": "fogmaze", "view_radius": 2, "clip": 3, "braid": 0.15,
          "edge_hidden": [64, 64], "edge_param_cap": 50_000, "ensemble": 3, "dagger_rounds": 3,
-         "test_seed": 1_000, "train_seed": 2_000,
+         "test_seed": 1_000, "train_seed": 2_000, "val_seed": 5_000, "slip": 0.1, "doors": 8,
          "edge_budgets": {"param_bytes": 4 * 3 * 50_000, "flops_per_example": 2 * 3 * 50_000}}
 
 TASK = TaskSpec(
-    name="plan/fogmaze", version="2", track="plan", tier="default", primary_metric="success",
-    description="Braided 8x8 maze (17x17 grid); the edge sees a 5x5 window and a clipped goal vector, "
-                "the cloud (exact BFS solver) the map. 1000 fixed test mazes.",
-    config={**_BASE, "n": 8, "min_dist": 16, "episodes": 1000, "train_mazes": 2048, "calib_mazes": 256,
-            "dagger_episodes": 512, "train_steps": 3000},
+    name="plan/fogmaze", version="3", track="plan", tier="default", primary_metric="success",
+    description="Braided 8x8 maze (17x17 grid) with slips (p=0.1) and 8 doors on hidden schedules; the "
+                "edge sees a 5x5 window and a clipped goal vector, the cloud the published map (metered "
+                "wavefront planner). 1000 test mazes, 500 validation mazes.",
+    # sweeps: the wavefront's reach; the farthest cell of the 1000 test mazes is 60 steps from its goal
+    config={**_BASE, "n": 8, "min_dist": 16, "sweeps": 80, "episodes": 1000, "val_episodes": 500, "train_mazes": 2048,
+            "calib_mazes": 256, "dagger_episodes": 512, "train_steps": 3000},
     builder=build)
 
 SMALL = TaskSpec(
-    name="plan/fogmaze-small", version="2", track="plan", tier="small", primary_metric="success",
-    description="CI tier of plan/fogmaze: braided 6x6 maze (13x13 grid), 256 test mazes.",
-    config={**_BASE, "n": 6, "min_dist": 12, "episodes": 256, "train_mazes": 768, "calib_mazes": 128,
-            "dagger_episodes": 256, "train_steps": 1500},
+    name="plan/fogmaze-small", version="3", track="plan", tier="small", primary_metric="success",
+    description="CI tier of plan/fogmaze: braided 6x6 maze (13x13 grid), 6 doors, 256 test and 128 "
+                "validation mazes.",
+    config={**_BASE, "n": 6, "min_dist": 12, "doors": 6, "sweeps": 60, "episodes": 256, "val_episodes": 128,
+            "train_mazes": 768, "calib_mazes": 128, "dagger_episodes": 256, "train_steps": 1500},
     builder=build)

@@ -1,5 +1,9 @@
-"""Planning track (issue 8): environments, experts, messages and the must-show
-claims on the CI-sized tiers; default-tier reproductions are marked slow."""
+"""Planning track (issues 8, 15): environments, experts, messages and the must-show
+claims on the CI-sized tiers; default-tier reproductions are marked slow.
+
+v3 worlds change under the plan (slips; fogmaze doors on hidden schedules); the
+cloud's world is the published prior without the start; the cloud planner is
+metered JAX (fogmaze: conv wavefront; slidingtile: ranked table lookups)."""
 import dataclasses
 import json
 import math
@@ -48,7 +52,11 @@ def _run(task, method, data_dir, hp=None, seed=0):
         st, _, _ = loop.run_unit(st, u)
     out = loop.finish(st, [])
     _LOOPS[(task, method, str(hp))] = (loop, st)
+    _OUT[(task, method, str(hp))] = out
     return out["metrics"], out["costs"], loop.trajectories(st), inst
+
+
+_OUT = {}
 
 
 _BUILT = {}
@@ -130,11 +138,16 @@ def test_maze_bfs_is_exact_and_braided():
     # A spanning tree has n^2 - 1 passages; braiding adds loops.
     passages = free[:, 1:-1, 1:-1].sum((1, 2)) - n * n
     assert np.all(passages >= n * n - 1) and np.mean(passages > n * n - 1) > 0.9
-    # The solver's plan reaches the goal in exactly opt steps.
+    # The metered wavefront equals the exact BFS on every free cell, and the cloud's
+    # plan from the uplink reaches the goal in exactly opt steps (no slips, no doors).
     env = fogmaze.FogMaze(n)
+    for i in range(8):
+        d = np.asarray(fogmaze.bfs_field(jnp.asarray(free[i]), jnp.asarray(m["goal"][i]), env.sweeps))
+        np.testing.assert_array_equal(d[free[i]], dist[i][free[i]])
     inst = jax.tree_util.tree_map(lambda a: a[0], m)
     s, obs, world = env.reset(inst)
-    for a in fogmaze.plan(world["dist"], s["pos"], int(inst["opt"])):
+    assert set(world) == {"free", "goal"}  # the published map: no start, no distance field
+    for a in env.plan(world, env.encode_up(obs), int(inst["opt"])):
         s, obs, done, info = env.step(s, a)
     assert bool(info["success"])
 
@@ -169,6 +182,44 @@ def test_wall_follower_fails_on_braided_mazes():
     assert _wall_follower_success(_mazes(n, 256), n) < 0.5
 
 
+def test_hidden_dynamics_slips_and_doors():
+    """Slips happen at rate p and take one of the other actions; a door is shut exactly
+    on its schedule, the edge's window shows it, a shut door blocks entering, and the
+    cloud's world (the published map) never changes."""
+    n = 6
+    mk = jax.jit(jax.vmap(lambda k: fogmaze.make_instance(k, n, 0.15, 2 * n, 6)))
+    m = jax.device_get(mk(jax.random.split(jax.random.PRNGKey(3), 64)))
+    env = fogmaze.FogMaze(n, 2, 3, slip=0.25)
+
+    def episode(inst):
+        s, obs, world = env.reset(inst)
+
+        def body(s, a):
+            s2, obs2, _, info = env.step(s, a)
+            live = fogmaze.live_free(s["free"], s["door"], s["period"], s["phase"], s["t"])
+            return s2, (info["slipped"], live, s["pos"], s2["pos"])
+        acts = jax.random.randint(jax.random.PRNGKey(0), (40,), 0, 4)
+        return jax.lax.scan(body, s, acts)[1], world
+    (slipped, live, p0, p1), world = jax.jit(jax.vmap(episode))(m)
+    assert abs(float(np.mean(slipped)) - 0.25) < 0.03
+    np.testing.assert_array_equal(world["free"], m["free"])
+    # Shut doors: only door cells ever differ from the published map, each on its schedule.
+    diff = np.asarray(m["free"])[:, None] & ~np.asarray(live)
+    t = np.arange(40)[None, :, None]
+    shut = (t + m["phase"][:, None]) % m["period"][:, None] < m["period"][:, None] // 3
+    for i in range(4):
+        cells = set(map(tuple, np.argwhere(diff[i].any(0))))
+        assert cells <= set(map(tuple, m["door"][i]))
+        for j, (r, c) in enumerate(m["door"][i]):
+            np.testing.assert_array_equal(diff[i][:, r, c], shut[i, :, j])
+    # Nobody steps into a cell that is shut at that moment.
+    p1 = np.asarray(p1)
+    occ = np.take_along_axis(np.asarray(live).reshape(64, 40, -1),
+                             (p1[..., 0] * (2 * n + 1) + p1[..., 1])[..., None], 2)[..., 0]
+    moved = np.any(np.asarray(p0) != p1, -1)
+    assert np.all(occ[moved])
+
+
 def test_edge_observation_holds_only_its_window():
     """Changing anything outside the declared window (walls beyond radius r,
     the goal beyond the clip) leaves the edge's observation unchanged."""
@@ -195,34 +246,112 @@ def test_edge_observation_holds_only_its_window():
             np.testing.assert_array_equal(obs[k], obs2[k])
     # SlidingTile: the edge sees the board and nothing else.
     tenv = slidingtile.SlidingTile(np.zeros(math.factorial(9), np.int8))
-    _, tobs, _ = tenv.reset({"board": slidingtile.GOAL, "opt": 3})
+    _, tobs, tworld = tenv.reset({"board": slidingtile.GOAL, "opt": 3, "seed": np.zeros(2, np.uint32)})
     assert set(tobs) == {"board"} and tobs["board"].shape == (9,)
+    assert set(tworld) == {"goal"}  # the cloud's prior: the goal, never the start board
 
 
 # ---- must-show claims on the SMALL tiers ------------------------------------------
-def test_fogmaze_small_gap_collaboration_and_exact_bytes(pdata):
-    task = "plan/fogmaze-small"
+UP_BYTES = {"plan/fogmaze-small": 2 + 4, "plan/slidingtile-small": 5}  # fogmaze: pos + 25 window bits
+
+
+@pytest.mark.parametrize("task", ["plan/fogmaze-small", "plan/slidingtile-small"])
+def test_small_tier_ordering_and_exact_bytes(pdata, task):
+    """edge-only < plan-once < cloud-only (the default tiers' calibration order), the
+    task's references are what edge-only and cloud-only score, and bytes are the layout
+    times the calls."""
     edge, _, _, inst = _run(task, "edge-only", pdata)
     cloud, cc, ctraj, _ = _run(task, "cloud-only", pdata)
-    assert cloud["success"] >= 0.99
-    assert cloud["success"] - edge["success"] >= 0.20
-    # The task's references (kept out of both views) are what edge-only and cloud-only
-    # score: gap_recovered = (success - edge ref) / (cloud ref - edge ref).
+    once, oc, otraj, _ = _run(task, "plan-once", pdata)
+    assert cloud["success_lo95"] > once["success_hi95"] and cloud["success_lo95"] > edge["success_hi95"]
+    assert cloud["success"] >= 0.95 and cloud["success"] - edge["success"] >= 0.3
     assert edge["gap_recovered"] == pytest.approx(0.0) and cloud["gap_recovered"] == pytest.approx(1.0)
-    # Exact bytes: 2 uint8 of position up, 1 packed byte (k=1) down, per call.
     calls = int(ctraj["calls"].sum())
-    assert calls == int(ctraj["steps"].sum()) and cc["bytes_up"] == 2 * calls and cc["bytes_down"] == calls
-    assert cc["cloud_nodes"] > calls  # the solver is billed in expanded nodes
-    # Collaboration helps at a budget: half the gap at <= 25% of cloud-only's calls.
-    best = 0.0
-    for method, hp in (("swiftsage", {}), ("ask-uncertain", {})):
-        m, c, traj, _ = _run(task, method, pdata, hp)
-        k = {"swiftsage": 8, "ask-uncertain": 4}[method]
-        n = int(traj["calls"].sum())
-        assert c["bytes_up"] == 2 * n and c["bytes_down"] == packed_len(k) * n
-        if m["calls_per_episode"] <= 0.25 * cloud["calls_per_episode"]:
-            best = max(best, m["gap_recovered"])
-    assert best >= 0.5
+    assert calls == int(ctraj["steps"].sum())
+    assert cc["bytes_up"] == UP_BYTES[task] * calls and cc["bytes_down"] == calls
+    assert cc["cloud_nodes"] > calls  # the secondary cost: nodes the planner expands
+    n = int(otraj["calls"].sum())
+    assert n == inst.num_episodes and oc["bytes_down"] == n * packed_len(inst.edge_view.plan_len)
+    assert inst.edge_view.models["edge"].info["params"] <= inst.edge_view.budgets["edge_param_cap"]
+
+
+def test_a_stale_plan_fails(pdata):
+    """slidingtile-small, plan-once: the exact plan succeeds on every episode where no
+    move slipped before the plan ran out, and far less often where one did."""
+    task = "plan/slidingtile-small"
+    _run(task, "plan-once", pdata)
+    loop, st = _loop(task, "plan-once", pdata)
+    traj = loop.trajectories(st)
+    succ = traj["info"]["success"].any(1)
+    opt = np.asarray(loop.inst.instances["opt"])
+    slipped = traj["info"]["slipped"] & traj["active"]
+    early = np.array([slipped[i, :opt[i]].any() for i in range(len(opt))])
+    assert 0.3 < early.mean() < 0.95  # slips are common but not universal at p = 0.1
+    assert succ[~early].mean() == 1.0 and succ[early].mean() < 0.8
+
+
+@pytest.mark.parametrize("task", ["plan/fogmaze-small", "plan/slidingtile-small"])
+def test_ask_uncertain_earns_its_place(pdata, task):
+    """ask-uncertain (default tau, k = 8, asks again on a stale plan) recovers >= 70% of
+    the edge-to-cloud gap at <= 30% of cloud-only's calls."""
+    cloud = _run(task, "cloud-only", pdata)[0]
+    m, c, traj, _ = _run(task, "ask-uncertain", pdata)
+    n = int(traj["calls"].sum())
+    assert c["bytes_up"] == UP_BYTES[task] * n and c["bytes_down"] == packed_len(8) * n
+    assert m["calls_per_episode"] <= 0.3 * cloud["calls_per_episode"] and m["gap_recovered"] >= 0.7
+
+
+def _planner_flops(task, inst, k):
+    """The cloud planner's analytic matmul FLOPs per answer of k actions."""
+    from lsbench.registry import load_task
+    c = load_task(task).config
+    if c["env"] == "fogmaze":
+        G = 2 * c["n"] + 1
+        return fogmaze.planner_flops(G, c["sweeps"] or G * G // 2)
+    return k * slidingtile.PLAN_FLOPS_PER_ACTION
+
+
+@pytest.mark.parametrize("task,method,k", [
+    ("plan/fogmaze-small", "cloud-only", 1), ("plan/fogmaze-small", "plan-once", None),
+    ("plan/fogmaze-small", "ask-uncertain", 8), ("plan/fogmaze-small", "swiftsage", 8),
+    ("plan/fogmaze-small", "ensemble", 4), ("plan/fogmaze-small", "router-learned", 4),
+    ("plan/slidingtile-small", "cloud-only", 1), ("plan/slidingtile-small", "plan-once", None),
+    ("plan/slidingtile-small", "ask-uncertain", 8)])
+def test_cloud_flops_are_the_planners_cost_times_calls(pdata, task, method, k):
+    """Every method that calls the cloud pays the metered planner: cloud FLOPs > 0 and
+    equal to the planner's analytic cost (fogmaze: sweeps x one 3x3 conv of the map;
+    slidingtile: k x one [5, 9] x [9] rank product) times its calls."""
+    m, c, traj, inst = _run(task, method, pdata)
+    k = inst.edge_view.plan_len if k is None else k
+    calls = int(traj["calls"].sum())
+    assert calls > 0 and c["cloud_flops"] > 0
+    assert c["cloud_flops"] == calls * _planner_flops(task, inst, k)
+    assert m["cloud_flops_per_episode"] == pytest.approx(c["cloud_flops"] / inst.num_episodes)
+
+
+def test_validation_episodes_are_disjoint_and_reported(pdata):
+    """Validation: its own instances (none equal to a test instance), run by the same
+    programs; finish() reports the same metric keys; the references on validation are
+    what edge-only and cloud-only score there; costs are the test episodes' alone."""
+    task = "plan/fogmaze-small"
+    _run(task, "cloud-only", pdata)
+    inst = _BUILT[(task, pdata)]
+    test, val = inst.instances, inst.val_instances
+    assert inst.num_val == len(val["opt"]) > 0
+    keys = {np.asarray(f).tobytes() for f in test["free"]}
+    assert not any(np.asarray(f).tobytes() in keys for f in val["free"])
+    for method in ("edge-only", "cloud-only"):
+        out = _OUT[(task, method, "None")] if (task, method, "None") in _OUT else None
+        if out is None:
+            _run(task, method, pdata)
+            out = _OUT[(task, method, "None")]
+        assert set(out["validation"]) == set(out["metrics"])
+        assert out["validation"]["gap_recovered"] == pytest.approx(0.0 if method == "edge-only" else 1.0)
+    loop, st = _loop(task, "cloud-only", pdata)
+    vtraj = loop.trajectories(st, "val")
+    assert vtraj["steps"].shape[0] == inst.num_val
+    c = _OUT[(task, "cloud-only", "None")]["costs"]
+    assert c["bytes_down"] == int(loop.trajectories(st)["calls"].sum())  # test calls only (k = 1)
 
 
 def test_ensemble_peer_bytes_are_a_separate_column(pdata):
@@ -230,22 +359,7 @@ def test_ensemble_peer_bytes_are_a_separate_column(pdata):
     K = inst.edge_view.ensemble
     assert c["peer_bytes"] == (K - 1) * int(traj["active"].sum())  # one uint8 vote per peer per step
     n = int(traj["calls"].sum())
-    assert c["bytes_up"] == 2 * n and c["bytes_down"] == packed_len(4) * n
-
-
-def test_slidingtile_small_gap_and_exact_bytes(pdata):
-    task = "plan/slidingtile-small"
-    edge, _, _, inst = _run(task, "edge-only", pdata)
-    cloud, cc, ctraj, _ = _run(task, "cloud-only", pdata)
-    assert cloud["success"] >= 0.99 and cloud["success"] - edge["success"] >= 0.2
-    assert inst.edge_view.models["edge"].info["params"] <= inst.edge_view.budgets["edge_param_cap"]
-    assert edge["gap_recovered"] == pytest.approx(0.0) and cloud["gap_recovered"] == pytest.approx(1.0)
-    calls = int(ctraj["calls"].sum())
-    assert cc["bytes_up"] == 5 * calls and cc["bytes_down"] == calls  # 9 nibbles up, 1 action down
-    m, c, traj, _ = _run(task, "plan-once", pdata)
-    n = int(traj["calls"].sum())
-    assert n == inst.num_episodes and c["bytes_down"] == n * packed_len(inst.edge_view.plan_len)
-    assert m["success"] >= 0.99  # deterministic puzzle + exact solver: the plan is enough
+    assert c["bytes_up"] == UP_BYTES["plan/fogmaze-small"] * n and c["bytes_down"] == packed_len(4) * n
 
 
 def _loop(task, method, data_dir, hp=None):
@@ -349,20 +463,27 @@ def test_cli_run_writes_labelled_results(pdata, tmp_path):
 # ---- default tiers (reproductions; run with -m slow) --------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize("task", ["plan/fogmaze", "plan/slidingtile"])
-def test_default_tier_must_show(task, tmp_path_factory):
+def test_default_tier_calibration_and_when_to_ask(task, tmp_path_factory):
+    """Calibration on 1,000 test episodes (95% Wilson intervals inside the bounds):
+    plan-once <= 60%, cloud-only >= 95%, edge-only <= 40%. Then ask-uncertain's tau
+    is picked on the VALIDATION episodes (best validation success within 30% of
+    cloud-only's validation calls) and, on test, recovers >= 70% of the gap at <= 30%
+    of cloud-only's calls."""
+    from lsbench.envs import pick_on_validation
+    from lsbench.registry import load_method, load_task
     dd = os.environ.get("LSBENCH_DATA_DIR") or str(tmp_path_factory.mktemp("d"))
-    t = time.time()
     edge, _, _, inst = _run(task, "edge-only", dd)
-    print(f"{task}: build+edge-only {time.time() - t:.1f}s")
-    t = time.time()
     cloud, _, _, _ = _run(task, "cloud-only", dd)
-    wall = time.time() - t
-    assert inst.num_episodes == 1000 and wall < 60, wall  # 1,000 episodes under a minute
-    assert cloud["success"] >= 0.99 and cloud["success"] - edge["success"] >= 0.20
-    if task == "plan/fogmaze":
-        ok = []
-        for method in ("swiftsage", "ask-uncertain"):
-            m, _, _, _ = _run(task, method, dd)
-            ok.append(m["calls_per_episode"] <= 0.25 * cloud["calls_per_episode"]
-                      and m["gap_recovered"] >= 0.5)
-        assert any(ok)
+    once, _, _, _ = _run(task, "plan-once", dd)
+    assert inst.num_episodes == 1000
+    assert edge["success_hi95"] <= 0.40 and once["success_hi95"] <= 0.60 and cloud["success_lo95"] >= 0.95
+    spec = load_task(task)
+    rows = []
+    for hp in load_method("ask-uncertain", spec).sweep:
+        m, _, _, _ = _run(task, "ask-uncertain", dd, dict(hp))
+        rows.append({"hparams": hp, "metrics": m, "validation": _OUT[(task, "ask-uncertain", str(dict(hp)))]["validation"]})
+    cv = _OUT[(task, "cloud-only", "None")]["validation"]["calls_per_episode"]
+    pick = pick_on_validation(rows, cv)
+    assert pick is not None
+    m = pick["metrics"]
+    assert m["calls_per_episode"] <= 0.3 * cloud["calls_per_episode"] and m["gap_recovered"] >= 0.7, pick

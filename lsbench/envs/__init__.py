@@ -15,6 +15,15 @@ DIRS = np.array([[-1, 0], [0, 1], [1, 0], [0, -1]], np.int32)  # up, right, down
 NUM_ACTIONS = 4
 
 
+def slip(key, action, p: float):
+    """With probability ``p`` the action slips to one of the other three (uniformly).
+    Returns (action taken, new key). The key lives in the env state: hidden from both sides."""
+    import jax
+    key, k1, k2 = jax.random.split(key, 3)
+    other = (action + 1 + jax.random.randint(k2, (), 0, NUM_ACTIONS - 1)) % NUM_ACTIONS
+    return jnp.where(jax.random.uniform(k1) < p, other, action).astype(jnp.int32), key
+
+
 def packed_len(k: int) -> int:
     return math.ceil(k / 4)
 
@@ -106,6 +115,15 @@ def budget_summary(points, edge_success, cloud_success, cloud_calls,
         out[f"success_at_{tag}"] = best
         out[f"gap_recovered_at_{tag}"] = gap_recovered(best, edge_success, cloud_success)
     return out
+
+
+def pick_on_validation(rows, cloud_val_calls, frac=0.3):
+    """The run (a dict with ``validation`` metrics) with the best validation success
+    among those whose validation calls per episode are within ``frac`` x cloud-only's
+    validation calls; None if none is. Operating points are picked here, never on test."""
+    ok = [r for r in rows if r.get("validation")
+          and r["validation"]["calls_per_episode"] <= frac * cloud_val_calls + 1e-9]
+    return max(ok, key=lambda r: r["validation"]["success"]) if ok else None
 
 
 # ---- rollouts (task-side: expert data, DAgger, calibration, references) -------

@@ -6,6 +6,15 @@ off the board is a no-op that still costs a step. Both sides see the whole
 board: the gap is capacity. The exact distance table covers all 181,440
 solvable states; it is built once by BFS (numpy) and indexed by the Lehmer
 rank of the permutation (9! slots, -1 where unsolvable).
+
+v3: each move slips to one of the other three with probability ``slip`` (a
+key in the env state, hidden from both sides), so an open-loop plan goes
+stale. The cloud's ``world`` is the goal board only: the live board reaches
+it only in the edge's uplink. The solver (:func:`metered_plan`) ranks the
+current board and its four successors per plan step as one ``[5, 9] x [9]``
+product of Lehmer digits and factorials (90 matmul FLOPs, metered) and looks
+the ranks up in the table (a gather: free). The table itself is a precomputed
+pattern database, built offline like a learned planner's weights.
 """
 from __future__ import annotations
 
@@ -15,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lsbench.envs import DIRS, pack_nibbles, unpack_nibbles
+from lsbench.envs import DIRS, pack_nibbles, slip as _slip, unpack_nibbles
 
 GOAL = np.array([1, 2, 3, 4, 5, 6, 7, 8, 0], np.uint8)
 NUM_STATES = 181440
@@ -34,6 +43,31 @@ def rank(board):
     b = board.astype(jnp.int32)
     less = (b[None, :] < b[:, None]) & jnp.asarray(np.triu(np.ones((9, 9), bool), 1))
     return jnp.sum(less.sum(1) * jnp.asarray(_FACT, jnp.int32))
+
+
+def rank_mm(boards):
+    """Lehmer ranks of int[m, 9] boards as one [m, 9] x [9] product (metered matmul;
+    exact in float32: ranks < 2^24)."""
+    b = boards.astype(jnp.int32)
+    less = (b[:, None, :] < b[:, :, None]) & jnp.asarray(np.triu(np.ones((9, 9), bool), 1))[None]
+    return (less.sum(2).astype(jnp.float32) @ jnp.asarray(_FACT, jnp.float32)).astype(jnp.int32)
+
+
+def metered_plan(table, board, k: int):
+    """The exact solver's next ``k`` moves, ranking 5 boards per step with :func:`rank_mm`
+    (``k x 90`` matmul FLOPs per answer; see :data:`PLAN_FLOPS_PER_ACTION`)."""
+    table = jnp.asarray(table)
+
+    def body(b, _):
+        nb, ok = jax.vmap(lambda a: step_board(b, a))(jnp.arange(4))
+        r = rank_mm(jnp.concatenate([b[None], nb]))
+        d = table[r].astype(jnp.int32)
+        a = jnp.argmin(jnp.where(ok, d[1:], 127)).astype(jnp.int32)
+        return jnp.where(d[0] == 0, b, nb[a]), a
+    return jax.lax.scan(body, board.astype(jnp.uint8), None, length=k)[1]
+
+
+PLAN_FLOPS_PER_ACTION = 2 * 5 * 9
 
 
 def _moves_np(boards):
@@ -125,8 +159,9 @@ def table_plan(table, board, k: int):
 class SlidingTile:
     """The environment plus the exact solver over a distance table."""
 
-    def __init__(self, table):
+    def __init__(self, table, slip: float = 0.0):
         self.table = jnp.asarray(table)
+        self.slip = float(slip)
         counts = np.bincount(np.asarray(table)[np.asarray(table) >= 0].astype(np.int64))
         self.max_depth = len(counts) - 1
         self.cum_counts = jnp.asarray(np.cumsum(counts), jnp.int32)  # states within depth d
@@ -147,15 +182,18 @@ class SlidingTile:
     # ---- environment ----------------------------------------------------------
     def reset(self, inst):
         b = jnp.asarray(inst["board"], jnp.uint8)
-        env = {"board": b, "t": jnp.int32(0), "budget": 2 * jnp.asarray(inst["opt"], jnp.int32) + 10}
-        return env, {"board": b}, {"start": b}
+        env = {"board": b, "t": jnp.int32(0), "budget": 2 * jnp.asarray(inst["opt"], jnp.int32) + 10,
+               "key": jnp.asarray(inst["seed"], jnp.uint32)}
+        return env, {"board": b}, {"goal": jnp.asarray(GOAL)}  # the cloud's prior: the goal only
 
     def step(self, env, action):
-        b, valid = step_board(env["board"], action)
+        a, key = _slip(env["key"], action, self.slip)
+        b, valid = step_board(env["board"], a)
         t = env["t"] + 1
         success = jnp.all(b == jnp.asarray(GOAL))
         done = success | (t >= env["budget"])
-        return dict(env, board=b, t=t), {"board": b}, done, {"success": success, "invalid": ~valid}
+        return dict(env, board=b, t=t, key=key), {"board": b}, done, \
+            {"success": success, "invalid": ~valid, "slipped": a != action}
 
     # ---- edge-side helpers (functions of the observation only) ---------------
     num_features = 81
@@ -171,6 +209,11 @@ class SlidingTile:
     @staticmethod
     def state_key(obs):
         return rank(obs["board"]).astype(jnp.int32)
+
+    @staticmethod
+    def expect(obs, action):
+        """The state key the move leads to if it does not slip."""
+        return rank(step_board(obs["board"], action)[0]).astype(jnp.int32)
 
     @staticmethod
     def progress(obs):

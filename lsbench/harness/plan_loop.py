@@ -15,6 +15,11 @@ ends are masked: not billed and state frozen. FLOPs: per active step
 call); an exact-solver cloud is also billed in expanded nodes by the task's
 ``cloud_cost``. A ``Query.peer`` message (edge<->edge) is billed in its own
 column on every active step. Episodes run in chunks (the checkpoint unit).
+
+Validation: a task with ``val_instances`` gets its validation episodes run by
+the same programs after the test chunks (their own keys); ``finish`` reports
+the task's metrics on them as ``validation`` (the suite selects operating
+points there). Costs are the test episodes'.
 """
 from __future__ import annotations
 
@@ -59,8 +64,10 @@ class PlanLoop:
         self.name = self.edge.manifest.name
         self.root = jax.random.PRNGKey(seed)
         self.E = inst.num_episodes
+        self.V = inst.num_val if getattr(inst, "val_instances", None) is not None else 0
         self.chunk = min(CHUNK, self.E)
-        self.num_units = math.ceil(self.E / self.chunk)
+        self.test_units = math.ceil(self.E / self.chunk)
+        self.num_units = self.test_units + math.ceil(self.V / self.chunk)
         self.checkpoint_every = 1
         hp = self.edge.hp
         self.up = Channel(hp.get("codec_up", self.edge.codec_up), scramble=scramble)
@@ -154,6 +161,7 @@ class PlanLoop:
             carry2, action = E("edge_act", es, q.carry, obs, api.Inbox(down, send),
                                jax.random.fold_in(k, 2))
             env2, obs2, d2, info = inst.step(env, action)
+            info = _where(active, info, jax.tree_util.tree_map(jnp.zeros_like, info))  # none after the end
             c2 = (_where(active, env2, env), _where(active, obs2, obs), _where(active, carry2, carry),
                   done | (d2 & active))
             rec = {"bytes_up": ub, "bytes_down": db, "peer_bytes": pb,
@@ -165,9 +173,13 @@ class PlanLoop:
         return rec
 
     def _chunk_instances(self, u):
-        lo, hi = u * self.chunk, min((u + 1) * self.chunk, self.E)
-        idx = np.minimum(np.arange(lo, lo + self.chunk), self.E - 1)
-        return jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], self.inst.instances), lo, hi
+        """Unit u's instances (padded to a chunk), its row range and split."""
+        split = "test" if u < self.test_units else "val"
+        n, insts = (self.E, self.inst.instances) if split == "test" else (self.V, self.inst.val_instances)
+        u = u if split == "test" else u - self.test_units
+        lo, hi = u * self.chunk, min((u + 1) * self.chunk, n)
+        idx = np.minimum(np.arange(lo, lo + self.chunk), n - 1)
+        return jax.tree_util.tree_map(lambda a: np.asarray(a)[idx], insts), lo, hi, split
 
     # ---- the loop protocol ----------------------------------------------------
     def preflight(self):
@@ -177,11 +189,13 @@ class PlanLoop:
         self._prepare()
         es, cs, ub, db = jax.device_get(self._setup_run(self.root))
         f = self._flops
-        chunk, _, _ = self._chunk_instances(0)
+        chunk = self._chunk_instances(0)[0]
         rec = jax.eval_shape(self._rollout, es, cs, chunk, jax.random.split(self.root, self.chunk))
         T = self.inst.max_steps
         steps = {k: np.zeros((self.E, T), np.dtype(rec[k].dtype)) for k in STEP_KEYS}
         info = {k: np.zeros((self.E, T), np.dtype(v.dtype)) for k, v in rec["info"].items()}
+        val = {"steps": {k: np.zeros((self.V, T), v.dtype) for k, v in steps.items()},
+               "info": {k: np.zeros((self.V, T), v.dtype) for k, v in info.items()}}
         costs = {k: np.zeros((), np.int64) for k in COST_KEYS}
         setup = {"setup_edge_flops": f["edge_setup"].matmul, "setup_cloud_flops": f["cloud_setup"].matmul,
                  "setup_edge_flops_all": f["edge_setup"].total,
@@ -190,14 +204,25 @@ class PlanLoop:
                  "messages": int(_has_leaves(self._shapes["uplink"])) + int(_has_leaves(self._shapes["package"]))}
         costs.update({k: np.int64(v) for k, v in setup.items()})
         return {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs,
-                "setup": {k: np.int64(v) for k, v in setup.items()}}
+                "setup": {k: np.int64(v) for k, v in setup.items()}, "val": val}
+
+    def _run_chunk(self, state, u):
+        es, cs = state["edge"], state["cloud"]
+        chunk, lo, hi, split = self._chunk_instances(u)
+        root = self.root if split == "test" else jax.random.fold_in(self.root, 1 << 30)
+        keys = jax.vmap(lambda i: jax.random.fold_in(root, i + 1))(jnp.arange(lo, lo + self.chunk))
+        return jax.device_get(self._rollout(es, cs, chunk, keys)), lo, hi, split
 
     def run_unit(self, state, u):
-        es, cs = state["edge"], state["cloud"]
-        chunk, lo, hi = self._chunk_instances(u)
-        keys = jax.vmap(lambda i: jax.random.fold_in(self.root, i + 1))(jnp.arange(lo, lo + self.chunk))
-        rec = jax.device_get(self._rollout(es, cs, chunk, keys))
+        rec, lo, hi, split = self._run_chunk(state, u)
         n = hi - lo
+        if split == "val":
+            val = {g: {k: np.array(v) for k, v in state["val"][g].items()} for g in ("steps", "info")}
+            for k in STEP_KEYS:
+                val["steps"][k][lo:hi] = rec[k][:n]
+            for k, v in rec["info"].items():
+                val["info"][k][lo:hi] = v[:n]
+            return {**state, "val": val}, {"val_episodes_done": hi}, True
         steps = {k: np.array(v) for k, v in state["steps"].items()}
         info = {k: np.array(v) for k, v in state["info"].items()}
         for k in STEP_KEYS:
@@ -244,15 +269,17 @@ class PlanLoop:
         return {"param_bytes": _nbytes(es) + consts,
                 "flops_per_example": int(f["start"].matmul + f["query"].matmul + f["act"].matmul)}
 
-    def trajectories(self, state) -> dict:
+    def trajectories(self, state, split: str = "test") -> dict:
         """Per-episode sums (and the per-step info) for the task's metrics_fn."""
-        s, f = state["steps"], self._flops
+        self._prepare()
+        s, f = (state["steps"], self._flops) if split == "test" else (state["val"]["steps"], self._flops)
+        info = state["info"] if split == "test" else state["val"]["info"]
         act, sent = s["active"], s["sent"]
         traj = {"steps": act.sum(1), "calls": sent.sum(1),
                 "bytes_up": s["bytes_up"].sum(1), "bytes_down": s["bytes_down"].sum(1),
                 "peer_bytes": s["peer_bytes"].sum(1), "cloud_nodes": s["nodes"].sum(1),
                 "edge_flops": f["start"].matmul + act.sum(1) * (f["query"].matmul + f["act"].matmul),
-                "cloud_flops": sent.sum(1) * f["reply"].matmul, "info": state["info"],
+                "cloud_flops": sent.sum(1) * f["reply"].matmul, "info": info,
                 "active": act, "sent": sent}
         return traj
 
@@ -269,5 +296,9 @@ class PlanLoop:
             "sent": s["sent"].T, "active": s["active"].T}
         derived = profiles.derived(log)
         costs = {k: int(v) for k, v in state["costs"].items()}
-        return {"metrics": metrics, "costs": costs, "derived": derived, "unit": "episode",
-                "units": self.E, "cloud_kind": self.inst.cloud_kind}
+        out = {"metrics": metrics, "costs": costs, "derived": derived, "unit": "episode",
+               "units": self.E, "cloud_kind": self.inst.cloud_kind}
+        if self.V:
+            out["validation"] = dict(self.inst.metrics_fn(self.trajectories(state, "val"), self.inst,
+                                                          split="val"))
+        return out

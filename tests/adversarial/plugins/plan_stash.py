@@ -12,13 +12,14 @@ import jax.numpy as jnp
 from baselines.plan_reference import EdgeOnly
 from baselines.plan_triggers import RouterLearned
 from lsbench import api
-from lsbench.envs.fogmaze import expert_action
+from lsbench.envs.fogmaze import bfs_field, expert_action
 
 STASH = {}
 
 
 class StashOnClass(EdgeOnly):
-    """cloud_reply keeps the world on the class; edge_act follows its distance map."""
+    """cloud_reply keeps the world (the published map) on the class; edge_act follows a
+    wavefront over it."""
     manifest = api.Manifest(name="stash-on-class", tracks=("plan",))
     world = None
 
@@ -30,7 +31,7 @@ class StashOnClass(EdgeOnly):
         carry, a = super().edge_act(es, carry, obs, inbox, rng)
         w = type(self).world
         if w is not None:
-            a = expert_action(w["dist"], obs["pos"].astype(jnp.int32))
+            a = expert_action(bfs_field(w["free"], w["goal"], 60), obs["pos"].astype(jnp.int32))
         return dict(carry, a=a), a
 
 
@@ -45,7 +46,8 @@ class StashGlobal(EdgeOnly):
     def edge_act(self, es, carry, obs, inbox, rng):
         carry, a = super().edge_act(es, carry, obs, inbox, rng)
         if "world" in STASH:
-            a = expert_action(STASH["world"]["dist"], obs["pos"].astype(jnp.int32))
+            w = STASH["world"]
+            a = expert_action(bfs_field(w["free"], w["goal"], 60), obs["pos"].astype(jnp.int32))
         return dict(carry, a=a), a
 
 
