@@ -10,7 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import EngFormatter  # noqa: E402
+from matplotlib.ticker import EngFormatter, MaxNLocator  # noqa: E402
 
 from lsbench.leaderboard import scoring  # noqa: E402
 
@@ -107,6 +107,8 @@ def quality_vs_cost(task, axis: str, base: str) -> list[str]:
         ax.axvspan(grid[0], grid[-1], color="0.85", alpha=0.35, lw=0,
                    label=f"score's budget range ({len(grid)} budgets)")
     _scale(ax, [r[key] for r in rows] + ([grid[0], grid[-1]] if grid else []))
+    if ax.get_xscale() == "linear":
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.xaxis.set_major_formatter(EngFormatter(unit=unit, places=None, sep=" "))
     ax.set_xlabel(f"{label} ({unit})" if unit else label)
     arrow = "higher is better" if higher else "lower is better"

@@ -9,6 +9,7 @@ import html
 import json
 import math
 import os
+import re
 
 from lsbench import __version__
 from lsbench.leaderboard import board_schema, plots, provenance, tables
@@ -102,7 +103,11 @@ def _manifests(runs) -> dict:
 
 
 def _link(url: str) -> str:
+    """A paper reference as a link: URLs as they are, arXiv ids to their abstract page."""
     u = html.escape(url)
+    m = re.fullmatch(r"\s*arXiv:\s*(\d{4}\.\d{4,5}(v\d+)?)\s*", url, re.I)
+    if m:
+        return f'<a href="https://arxiv.org/abs/{m.group(1)}">{u}</a>'
     return f'<a href="{u}">{u}</a>' if url.startswith(("http://", "https://")) else u
 
 
