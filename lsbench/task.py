@@ -116,9 +116,20 @@ class InferInstance:
     edge_budgets: Mapping[str, int] = dataclasses.field(default_factory=dict)
     # Inputs the oracle reference may read besides input_keys (e.g. correctness bits).
     oracle_keys: tuple = ()
+    # The validation split: the same keys as ``test``, drawn from the task's data and
+    # disjoint from test, calibration and the reference models' training data. No side
+    # sees it; the harness runs the installed method on it after the test batches and
+    # reports final.json's ``validation`` (the suite selects on it). None: none.
+    val: Optional[Mapping[str, Any]] = None
+    # What training each cached reference model cost, by cache name: wall_s, cores,
+    # steps, flops (``lsbench.models.cache``); the manifest's ``reference_training``.
+    reference_training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def hidden(self) -> dict:
-        return {"test": dict(self.test)}
+        out = {"test": dict(self.test)}
+        if self.val is not None:
+            out["val"] = dict(self.val)
+        return out
 
 
 @dataclasses.dataclass

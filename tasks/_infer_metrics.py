@@ -11,6 +11,30 @@ returns
   aiq   = area under the non-decreasing upper convex hull of the points,
           extended flat to the largest cost, divided by that cost (RouterBench);
           the cost axis is the call rate unless ``costs`` are given.
+
+Three models (edge, mid at an edge server, cloud: ``infer/arith-route3``).
+A call rate no longer measures cost (a mid call costs less than a cloud call,
+a cascade may pay both), so the cost axis is the **normalised remote cost**
+of a query, from the harness's own meter:
+  cost_i = (cloud-side matmul FLOPs billed to query i) / F_cloud,
+where F_cloud is one forward pass of the cloud model over a query (cloud-only
+costs 1, a mid-only router F_mid / F_cloud, a cascade through mid to the
+cloud 1 + F_mid / F_cloud); a run's ``cost`` is the mean over queries. With
+two models and a router that calls the cloud once per sent query, cost equals
+the call rate, so the definitions below reduce to the two-model ones.
+``routing3_curve`` takes one (cost, accuracy) point per sweep run, anchors
+(0, acc_edge) and (1, acc_cloud) as above, and returns
+  apgr3 = (integral over c in [0, 1] of A(c) - acc_edge) / (acc_cloud - acc_edge),
+          A the piecewise-linear curve through the points, cut at c = 1
+          (random routing between edge and cloud alone: 0.5; random routing
+          over three models: the area under the hull of the three models'
+          (cost, accuracy) points, above 0.5 when the mid model is efficient);
+  cpt50_3, cpt80_3 = smallest normalised cost at which A reaches acc_edge + x gap
+          (the curve may go beyond 1);
+  aiq3  = AIQ with the normalised cost as the cost axis.
+Per run, ``routing3_point`` also reports each model's accuracy alone, the
+oracle's (the cheapest model that is right: acc_oracle_ref, cost_oracle_ref)
+and ``cost_mid_ref`` = F_mid / F_cloud.
 """
 from __future__ import annotations
 
@@ -93,6 +117,44 @@ def routing_curve(points, acc_edge, acc_cloud, costs=None) -> dict:
         "cpt80": cpt(points, acc_edge, acc_cloud, 0.8),
         "aiq": aiq(cost_axis, acc_axis),
     }
+
+
+def routing3_point(pred, y, log, qflops, correct) -> dict:
+    """Per-run metrics of a three-model routing run (see the module docstring).
+    ``qflops``: matmul FLOPs of one query's forward pass per model; ``correct``:
+    per-example correctness of each model alone (edge, mid, cloud)."""
+    ok = np.asarray(pred) == np.asarray(y)
+    fc = float(qflops["cloud"])
+    cost = np.asarray(log["cloud_flops"]).sum(0) / fc
+    ce, cm, cc = (np.asarray(correct[r], bool) for r in ("edge", "mid", "cloud"))
+    ae, am, ac = float(ce.mean()), float(cm.mean()), float(cc.mean())
+    r_mid = qflops["mid"] / fc
+    oracle_cost = np.where(ce, 0.0, np.where(cm, r_mid, np.where(cc, 1.0, 0.0)))
+    gap = ac - ae
+    return {
+        "accuracy": float(ok.mean()), "cost": float(cost.mean()),
+        "call_rate": float(np.asarray(log["sent"]).any(0).mean()),
+        "acc_edge_ref": ae, "acc_mid_ref": am, "acc_cloud_ref": ac,
+        "acc_oracle_ref": float((ce | cm | cc).mean()), "cost_oracle_ref": float(oracle_cost.mean()),
+        "cost_mid_ref": float(r_mid),
+        "gap_recovered": (float(ok.mean()) - ae) / gap if abs(gap) > 1e-12 else float("nan"),
+    }
+
+
+def routing3_curve(points, acc_edge, acc_cloud) -> dict:
+    """APGR, CPT(50/80%) and AIQ of a three-model curve of (normalised cost, accuracy) points."""
+    c, a = _curve(points, acc_edge, acc_cloud)
+    if c[-1] > 1:  # cut at c = 1 for the area
+        i = int(np.searchsorted(c, 1.0))
+        a1 = a[i - 1] + (a[i] - a[i - 1]) * (1.0 - c[i - 1]) / (c[i] - c[i - 1]) if c[i] > 1 else a[i]
+        cc, aa = np.append(c[:i], 1.0), np.append(a[:i], a1)
+    else:
+        cc, aa = c, a
+    gap = acc_cloud - acc_edge
+    auc = _trapz(aa, cc)
+    return {"auc3": auc, "apgr3": (auc - acc_edge) / gap if abs(gap) > 1e-12 else float("nan"),
+            "cpt50_3": cpt(points, acc_edge, acc_cloud, 0.5), "cpt80_3": cpt(points, acc_edge, acc_cloud, 0.8),
+            "aiq3": aiq([p[0] for p in points], [p[1] for p in points])}
 
 
 def leviathan_mat(alpha: float, gamma: int) -> float:

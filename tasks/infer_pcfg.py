@@ -1,7 +1,11 @@
 """infer/pcfg-specdec: generate N tokens per prompt; the edge drafts, the cloud verifies.
 
 Data: sequences of a procedurally generated grammar (``lsbench.data.pcfg``);
-prompts are the first ``prompt_len`` tokens of held-out sequences. Edge and
+prompts are the first ``prompt_len`` tokens of held-out sequences. Train,
+calibration, validation and test are disjoint by prompt (``pcfg.splits``): no
+test or validation prompt begins a training sequence. The validation prompts
+are the harness's (final.json ``validation``: gamma and the like are selected
+on them). Edge and
 cloud causal Transformers are trained here (next-token loss) and cached with
 Orbax. The run seed drives only sampling.
 
@@ -118,7 +122,7 @@ def pass_stats(log) -> dict:
 
 def build(spec, data_dir, seed, log=print):
     c = spec.config
-    for k in ("prompt_len", "gen_len", "n_train", "n_test", "edge", "cloud", "edge_budgets"):
+    for k in ("prompt_len", "gen_len", "n_train", "n_val", "n_test", "edge", "cloud", "edge_budgets"):
         if k not in c:
             raise TaskError(f"task {spec.name}: config lacks '{k}'; fix the TaskSpec")
     Lp, N = c["prompt_len"], c["gen_len"]
@@ -126,11 +130,11 @@ def build(spec, data_dir, seed, log=print):
         raise TaskError(f"task {spec.name}: prompt_len must be >= 2, got {Lp}")
     g = pcfg.make_grammar(c["grammar_seed"])
     L = Lp + N
-    train = pcfg.generate(g, c["n_train"], L, c["data_seed"])
-    test = pcfg.generate(g, c["n_test"], L, c["data_seed"] + 1)
-    calib = pcfg.generate(g, c["n_calib"], L, c["data_seed"] + 2)
-    dhash = pcfg.data_hash(train, test, calib)
-    cfgs, params, hashes = {}, {}, {"data": dhash}
+    d = pcfg.splits(g, L, Lp, c["data_seed"], {"train": c["n_train"], "calib": c["n_calib"],
+                                                "val": c["n_val"], "test": c["n_test"]})
+    train, calib, val, test = d["train"], d["calib"], d["val"], d["test"]
+    dhash = pcfg.data_hash(train, test, calib, val)
+    cfgs, params, hashes, trained = {}, {}, {"data": dhash}, {}
     for role in ("edge", "cloud"):
         m = c[role]
         cfg = T.LMConfig(vocab=g["vocab"], d=m["d"], layers=m["layers"], heads=m["heads"],
@@ -138,12 +142,15 @@ def build(spec, data_dir, seed, log=print):
         recipe = {"task": "pcfg", "role": role, "model": cfg.as_dict(), "train": m, "data": dhash,
                   "batch": c["train_batch"], "seed": c["model_seed"]}
         w = np.ones((len(train), L - 1), np.float32)
-        fn = (lambda cfg=cfg, m=m, r=role: T.train_lm(cfg, train, w, steps=m["steps"], batch=c["train_batch"],
-                                                      lr=m["lr"], seed=c["model_seed"] + (r == "cloud")))
-        params[role], hashes[f"model_{role}"] = cached_params(data_dir, f"pcfg-{role}", recipe, fn, log=log)
+        fn = (lambda stats, cfg=cfg, m=m, r=role: T.train_lm(
+            cfg, train, w, steps=m["steps"], batch=c["train_batch"], lr=m["lr"],
+            seed=c["model_seed"] + (r == "cloud"), desc=f"pcfg-{r}", stats=stats))
+        params[role], hashes[f"model_{role}"] = cached_params(data_dir, f"pcfg-{role}", recipe, fn, log=log,
+                                                              costs=trained)
         cfgs[role] = cfg
-    prompts = test[:, :Lp]
+    prompts, val_prompts = test[:, :Lp], val[:, :Lp]
     ref = greedy_generate(cfgs["cloud"], params["cloud"], prompts, N)
+    val_ref = greedy_generate(cfgs["cloud"], params["cloud"], val_prompts, N)
     # Cloud-only streaming, the speed-up's reference: its log under the harness's rules.
     stream = streaming_log(Lp, N, decode_flops(cfgs["cloud"], params["cloud"], Lp - 1),
                            decode_flops(cfgs["cloud"], params["cloud"], 1))
@@ -178,8 +185,9 @@ def build(spec, data_dir, seed, log=print):
 
     return InferInstance(
         edge_view=edge_view, cloud_view=cloud_view, calib={"x": calib[:, :Lp]},
-        test={"x": prompts, "cloud_greedy": ref}, batch_size=c["batch_size"], max_turns=N + 1,
-        metrics_fn=metrics_fn, hashes=hashes, edge_budgets=budgets)
+        test={"x": prompts, "cloud_greedy": ref}, val={"x": val_prompts, "cloud_greedy": val_ref},
+        batch_size=c["batch_size"], max_turns=N + 1, metrics_fn=metrics_fn, hashes=hashes,
+        edge_budgets=budgets, reference_training=trained)
 
 
 # Edge budgets (checked by the harness): what one edge may hold (the full tier's edge
@@ -190,20 +198,22 @@ _BASE = {"family": "pcfg", "grammar_seed": 3, "data_seed": 5, "model_seed": 13, 
          "train_batch": 32, "edge_budgets": _BUDGETS}
 
 TASK = TaskSpec(
-    name="infer/pcfg-specdec", version="2", track="infer", tier="default",
+    name="infer/pcfg-specdec", version="3", track="infer", tier="default",
     description="Edge-draft / cloud-verify speculative decoding of 64 tokens on a PCFG language; "
                 "MAT, acceptance, bytes and FLOPs per token, speed-up per network profile.",
     primary_metric="speedup_lte", headline_profile="lte",
-    config={**_BASE, "prompt_len": 8, "gen_len": 64, "n_train": 4000, "n_test": 256, "batch_size": 256,
+    config={**_BASE, "prompt_len": 8, "gen_len": 64, "n_train": 4000, "n_val": 128, "n_test": 256,
+            "batch_size": 256,
             "edge": {"d": 32, "layers": 1, "heads": 2, "steps": 500, "lr": 3e-3},
             "cloud": {"d": 64, "layers": 3, "heads": 4, "steps": 500, "lr": 3e-3}},
     builder=build)
 
 SMALL = TaskSpec(
-    name="infer/pcfg-specdec-small", version="2", track="infer", tier="small",
+    name="infer/pcfg-specdec-small", version="3", track="infer", tier="small",
     description="CI-sized pcfg-specdec: 16 tokens, smaller models.",
     primary_metric="speedup_lte", headline_profile="lte",
-    config={**_BASE, "prompt_len": 8, "gen_len": 16, "n_train": 1500, "n_test": 64, "batch_size": 64,
+    config={**_BASE, "prompt_len": 8, "gen_len": 16, "n_train": 1500, "n_val": 64, "n_test": 64,
+            "batch_size": 64,
             "edge": {"d": 16, "layers": 1, "heads": 2, "steps": 200, "lr": 3e-3},
             "cloud": {"d": 32, "layers": 2, "heads": 4, "steps": 300, "lr": 3e-3}},
     builder=build)

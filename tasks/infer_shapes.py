@@ -1,8 +1,12 @@
 """Inference track, vision: split computing (``infer/shapes-split``) and early
 exit (``infer/shapes-exit``) on the procedural ``shapes`` images.
 
-Data: ``lsbench.data.shapes`` (train / calib / test, fixed data seed); the run
-seed only seeds the method. Reference models (``lsbench.models.vision``) are
+Data: ``lsbench.data.shapes`` (train / calib / val / test, fixed data seed);
+the run seed only seeds the method. The reference models train on train; the
+calibration split is the cloud's (the edge holds no labelled data: what it
+needs from calibration, an exit head or a threshold, comes down as a billed
+setup package); validation is the harness's (final.json ``validation``, on
+which the suite selects); test is reported. Reference models (``lsbench.models.vision``) are
 trained by the task's recipe and cached under ``<data_dir>/models``:
 split -> edge CNN + cloud CNN with named split points; exit -> a multi-exit
 net whose edge part ends at an early exit (``models['edge']`` = exit 1,
@@ -49,26 +53,28 @@ def _models(mode: str, cfg):
     return {"edge": vision.exit_model(me), "cloud": me}
 
 
-def _ref_accuracy(data_dir, models, params, test, keys):
-    """Test accuracy of each role's own model, memoised next to the model cache."""
+def _correct(data_dir, models, params, splits, keys):
+    """Per example of each split, whether each role's own model is right
+    ({split: {role: bool[n]}}), memoised next to the model cache."""
     from lsbench.models import vision
     path = os.path.join(os.path.abspath(os.path.expanduser(data_dir)), "models", "shapes-refs",
-                        "-".join(keys) + ".json")
+                        "-".join(keys) + ".npz")
+    names = [f"{s}/{r}" for s in splits for r in models]
     if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
-    acc = {r: float((vision.predict(m.apply, params[r], test["x"]) == test["y"]).mean())
-           for r, m in models.items()}
+        with np.load(path) as z:
+            if set(names) <= set(z.files):
+                return {s: {r: z[f"{s}/{r}"] for r in models} for s in splits}
+    out = {s: {r: vision.predict(m.apply, params[r], d["x"]) == d["y"] for r, m in models.items()}
+           for s, d in splits.items()}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(acc, f)
+    tmp = f"{path}.tmp{os.getpid()}.npz"
+    np.savez(tmp, **{f"{s}/{r}": v for s, d in out.items() for r, v in d.items()})
     os.replace(tmp, path)
-    return acc
+    return out
 
 
 def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
-    from lsbench.data import shapes
+    from lsbench.data import shapes, tfds_util
     from lsbench.metering import profiles
     from lsbench.models import vision
     from lsbench.models.cache import cached_params
@@ -76,10 +82,12 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
     mode = cfg["mode"]
     if mode not in ("split", "exit"):
         raise TaskError(f"task {spec.name}: config mode must be 'split' or 'exit', not '{mode}'")
-    data, data_hash = shapes.load(data_dir, cfg["sizes"], cfg["data_seed"])
-    train, calib, test = data["train"], data["calib"], data["test"]
+    data, data_hash = shapes.load(data_dir, cfg["sizes"], cfg["data_seed"],
+                                  cfg.get("difficulty_p", shapes.DIFFICULTY_P))
+    train, calib, test, val = data["train"], data["calib"], data["test"], data["val"]
+    train_hash = tfds_util.array_hash(train["x"], train["y"])
     models = _models(mode, cfg)
-    params, keys, done = {}, {}, {}
+    params, keys, done, trained = {}, {}, {}, {}
     for role, md in models.items():
         if "exit_of" in md.info:  # the exit task's two roles share one network
             md = models["cloud"]
@@ -88,12 +96,15 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
             rc = dict(cfg["train"])
             arch = {k: v for k, v in md.info.items() if isinstance(v, (int, str, tuple))}
             arch["stages"] = md.stages
-            recipe = {"family": "shapes", "model": base, "data": data_hash, **rc, "arch": arch}
+            recipe = {"family": "shapes", "model": base, "train_data": train_hash, **rc, "arch": arch,
+                      "trainer": TRAINER}
             done[base] = cached_params(data_dir, f"shapes-{base}", recipe,
-                                       lambda md=md, rc=rc: vision.train_classifier(
-                                           md, train["x"], train["y"], **rc))
+                                       lambda stats, md=md, rc=rc: vision.train_classifier(
+                                           md, train["x"], train["y"], stats=stats, **rc),
+                                       costs=trained)
         params[role], keys[role] = done[base]
-    ref = _ref_accuracy(data_dir, models, params, test, [keys["edge"], keys["cloud"], data_hash])
+    correct = _correct(data_dir, models, params, {"test": test, "val": val},
+                       [keys["edge"], keys["cloud"], data_hash])
     budgets = dict(cfg["edge_budgets"])
     common = dict(
         task=spec.name, version=spec.version, track="infer", num_classes=shapes.NUM_CLASSES,
@@ -119,6 +130,7 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
     def metrics_fn(preds, test, log):
         ok = np.asarray(preds["pred"]) == np.asarray(test["y"])
         acc = float(ok.mean())
+        ref = {r: float(np.mean(test[f"{r}_correct"])) for r in ("edge", "cloud")}
         lat = profiles.derived(log)[head]["latency_mean_s"]
         gap = 100.0 * (ref["cloud"] - acc)
         out = {"accuracy": acc, "acc_gap_to_cloud_pt": gap, "within_1pt": float(gap <= 1.0),
@@ -134,16 +146,21 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
         return out
 
     hashes = {"data": data_hash, **{f"model_{r}": k for r, k in keys.items()}}
+
+    def split(d, name):
+        return {"x": d["x"], "y": d["y"], "difficulty": d["difficulty"],
+                **{f"{r}_correct": correct[name][r] for r in models}}
     return InferInstance(edge_view=edge_view, cloud_view=cloud_view, calib=calib_view,
-                         test={"x": test["x"], "y": test["y"], "difficulty": test["difficulty"]},
+                         test=split(test, "test"), val=split(val, "val"),
                          batch_size=cfg["batch_size"], max_turns=1, metrics_fn=metrics_fn,
-                         hashes=hashes, edge_budgets=budgets)
+                         hashes=hashes, edge_budgets=budgets, reference_training=trained)
 
 
-def _spec(name, mode, tier, sizes, train, batch_size):
+def _spec(name, mode, tier, sizes, train, batch_size, difficulty_p=None):
     split = mode == "split"
+    extra = {"difficulty_p": tuple(difficulty_p)} if difficulty_p else {}
     return TaskSpec(
-        name=name, version="2", track="infer", tier=tier,
+        name=name, version="3", track="infer", tier=tier,
         description=("split a cloud CNN between device and cloud on shapes images; lte latency at "
                      "cloud-only accuracy (within 1 pt)") if split else
                     ("early exit on the device with a cloud fallback on shapes images; share of the "
@@ -151,16 +168,29 @@ def _spec(name, mode, tier, sizes, train, batch_size):
         primary_metric="latency_lte_1pt_s" if split else "gap_recovered",
         higher_is_better=not split, headline_profile="lte",
         config={"family": "shapes", "mode": mode, "sizes": sizes, "data_seed": 0, "train": train,
-                "batch_size": batch_size, "edge_budgets": dict(EDGE_BUDGETS)},
+                "batch_size": batch_size, "edge_budgets": dict(EDGE_BUDGETS), **extra},
         builder=build)
 
 
 # Edge budgets (checked by the harness): what one device may hold (the cloud CNN up to
 # pool3 is 57 KB) and spend per image (that prefix: 4.0 MFLOPs).
 EDGE_BUDGETS = {"param_bytes": 256 * 1024, "flops_per_example": 10_000_000}
+# The reference models' trainer (part of every model recipe): one jitted Adam step per
+# batch (``vision.fit``); version 2 of the tasks trained the same recipe in a lax.scan
+# per epoch, 6-8x slower on CPU.
+TRAINER = "jit-step"
+# Versions: 3 -- a validation split (sizes: train, calib, test, val); the trainer above;
+# the small tiers' recipe (below) so that they separate methods.
 _FULL = {"epochs": 6, "batch": 64, "lr": 3e-3, "seed": 0}
-_SMALL = {"epochs": 3, "batch": 64, "lr": 3e-3, "seed": 0}
-SPLIT = _spec("infer/shapes-split", "split", "default", (8000, 1000, 2000), _FULL, 1000)
-EXIT = _spec("infer/shapes-exit", "exit", "default", (8000, 1000, 2000), _FULL, 1000)
-SPLIT_SMALL = _spec("infer/shapes-split-small", "split", "small", (1200, 300, 1000), _SMALL, 500)
-EXIT_SMALL = _spec("infer/shapes-exit-small", "exit", "small", (1200, 300, 1000), _SMALL, 500)
+SPLIT = _spec("infer/shapes-split", "split", "default", (8000, 1000, 2000, 1000), _FULL, 1000)
+EXIT = _spec("infer/shapes-exit", "exit", "default", (8000, 1000, 2000, 1000), _FULL, 1000)
+# The CI tiers: version 2's (1,200 images, 3 epochs) left both models near chance (cloud
+# 0.23, edge 0.22). Now: 4,000 training images without the hardest level, 6 epochs at
+# a higher learning rate (figures: /tmp/readme_H14i.md, tests/test_infer_vision.py
+# checks cloud >= 0.6 and a gap >= 10 points).
+_SMALL_P = (0.6, 0.4, 0.0)
+_SMALL = {"epochs": 6, "batch": 64, "lr": 6e-3, "seed": 0}
+SPLIT_SMALL = _spec("infer/shapes-split-small", "split", "small", (4000, 300, 1000, 500), _SMALL, 500,
+                    _SMALL_P)
+EXIT_SMALL = _spec("infer/shapes-exit-small", "exit", "small", (4000, 300, 1000, 500), _SMALL, 500,
+                   _SMALL_P)

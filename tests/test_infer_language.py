@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from baselines import routing, specdec
+from baselines import routing, routing3, specdec
 from lsbench.harness import sealed
 from lsbench.harness.infer_loop import InferLoop
 from lsbench.metering import profiles
 from lsbench.metering.flops import count_jaxpr
 from lsbench.models import transformer as TM
-from tasks import infer_arith, infer_pcfg
-from tasks._infer_metrics import cpt, leviathan_mat, routing_curve
+from tasks import infer_arith, infer_arith3, infer_pcfg
+from tasks._infer_metrics import cpt, leviathan_mat, routing3_curve, routing_curve
 
 
 def run(inst, cls, seed=0, **hp):
@@ -52,20 +52,35 @@ def tiny(spec, **cfg):
     return dataclasses.replace(spec, config={**spec.config, **cfg})
 
 
+_TMP = {}
+
+
 def _build(spec, tiny_spec, tmp_path_factory):
     """The CI-sized task with its models from $LSBENCH_DATA_DIR (prebuilt), else a tiny
-    variant trained briefly in a temp dir: the invariants hold for any models."""
+    variant trained briefly in a temp dir (one per session, so tasks that share a
+    model recipe share the model): the invariants hold for any models."""
     dd = os.environ.get("LSBENCH_DATA_DIR")
     if not dd:
-        spec, dd = tiny_spec, str(tmp_path_factory.mktemp("data"))
+        if "dd" not in _TMP:
+            _TMP["dd"] = str(tmp_path_factory.mktemp("data"))
+        spec, dd = tiny_spec, _TMP["dd"]
     return spec.builder(spec, dd, 0, log=lambda s: None)
+
+
+_TINY_ARITH = dict(n_train=4000, edge={"d": 16, "layers": 1, "heads": 2, "steps": 40, "lr": 3e-3},
+                   cloud={"d": 32, "layers": 2, "heads": 4, "steps": 150, "lr": 3e-3})
 
 
 @pytest.fixture(scope="module")
 def arith(tmp_path_factory):
-    return _build(infer_arith.SMALL, tiny(
-        infer_arith.SMALL, n_train=4000, edge={"d": 16, "layers": 1, "heads": 2, "steps": 40, "lr": 3e-3},
-        cloud={"d": 32, "layers": 2, "heads": 4, "steps": 150, "lr": 3e-3}), tmp_path_factory)
+    return _build(infer_arith.SMALL, tiny(infer_arith.SMALL, **_TINY_ARITH), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def arith3(tmp_path_factory):
+    return _build(infer_arith3.SMALL, tiny(infer_arith3.SMALL, **_TINY_ARITH,
+                                           mid={"d": 24, "layers": 2, "heads": 2, "steps": 80, "lr": 3e-3}),
+                  tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +141,12 @@ def test_reference_routers_and_bytes(arith):
 
 def test_cascade_and_learned_router_span_the_curve(arith):
     lo = run(arith, routing.Cascade, tau=0.0)["metrics"]
-    hi = run(arith, routing.Cascade, tau=1.01)["metrics"]
+    hi_run = run(arith, routing.Cascade, tau=1.01)
+    hi = hi_run["metrics"]
     assert lo["call_rate"] == 0 and hi["call_rate"] == 1
+    # a cascade runs the edge model on every query before it sends, and pays for it
+    per_row = hi_run["log"]["edge_flops"].sum(0)
+    assert (per_row == per_row[0]).all() and per_row[0] >= lo["edge_flops_per_example"] > 0
     lr = run(arith, routing.RouterLearned, threshold=0.2)
     assert 0 <= lr["metrics"]["call_rate"] <= 1 and np.isfinite(lr["metrics"]["gap_recovered"])
     # The router is fit on the cloud's calibration split: the edge's params go up,
@@ -276,3 +295,113 @@ def test_harness_mat_agrees_with_leviathan(pcfg_small):
     assert m["acceptance_rate"] == pytest.approx(a)
     assert m["mat"] == pytest.approx(tok[sent].mean())
     assert abs(m["mat"] - leviathan_mat(a, gamma)) <= 0.1 * leviathan_mat(a, gamma), (m["mat"], a)
+
+
+# ---- validation splits (issue 14) ------------------------------------------------------
+def test_validation_changes_nothing_of_the_test_run(arith):
+    arith = _sub(arith, 1000)
+    with_val = run(arith, routing.RouterRandom, p=0.4)
+    no_val = run(dataclasses.replace(arith, val=None), routing.RouterRandom, p=0.4)
+    assert "validation" not in no_val
+    assert with_val["metrics"] == no_val["metrics"] and with_val["costs"] == no_val["costs"]
+    np.testing.assert_array_equal(with_val["preds"]["pred"], no_val["preds"]["pred"])
+    v = with_val["validation"]
+    assert set(v) == set(with_val["metrics"])
+    # computed on the validation split: its own references
+    assert v["acc_edge_ref"] == pytest.approx(arith.val["edge_correct"].mean())
+    assert v["acc_cloud_ref"] == pytest.approx(arith.val["cloud_correct"].mean())
+    assert abs(v["call_rate"] - 0.4) < 0.08
+
+
+def test_selection_reads_no_test_metric(arith):
+    """Validation metrics (what the suite selects on) and what a method calibrates
+    are the same whatever the test split holds."""
+    t, n = arith.test, 500
+    perm = np.random.default_rng(0).permutation(len(t["y"]))
+    one, other = (dataclasses.replace(arith, test={k: np.asarray(v)[idx] for k, v in t.items()},
+                                      val={k: np.asarray(v)[:n] for k, v in arith.val.items()})
+                  for idx in (perm[:n], perm[n:2 * n]))
+    a, b = run(one, routing.Cascade, tau=0.9), run(other, routing.Cascade, tau=0.9)
+    assert a["validation"] == b["validation"] and a["metrics"] != b["metrics"]
+    a, b = run(one, routing.RouterLearned, threshold=0.2), run(other, routing.RouterLearned, threshold=0.2)
+    assert a["validation"] == b["validation"]
+    assert {k: v for k, v in a["costs"].items() if k.startswith("setup")} == \
+        {k: v for k, v in b["costs"].items() if k.startswith("setup")}
+
+
+def test_reference_models_never_saw_test_or_validation(arith):
+    """The task's splits are disjoint by content: no test or validation query is
+    a calibration query, and (train, rebuilt from the config) none is a training query."""
+    c = arith.edge_view
+    assert not _rows(arith.test["x"]) & _rows(arith.val["x"])
+    assert not (_rows(arith.test["x"]) | _rows(arith.val["x"])) & _rows(arith.calib["x"])
+    assert c.calib is None  # the edge holds no labelled data
+
+
+def test_reference_models_never_saw_test_or_validation(arith):
+    """Disjoint by content: no test or validation query is a training or calibration query."""
+    c = arith.edge_view
+    train = infer_arith.arith.splits(7, 8000, 0, 0, 5, "minmax")["train"]["x"]  # a prefix of any tier's train
+    seen = _rows(train) | _rows(arith.calib["x"])
+    assert not _rows(arith.test["x"]) & _rows(arith.val["x"])
+    assert not (_rows(arith.test["x"]) | _rows(arith.val["x"])) & seen
+    assert c.calib is None  # the edge holds no labelled data
+
+
+def _rows(a):
+    return {np.ascontiguousarray(r).tobytes() for r in np.asarray(a)}
+
+
+# ---- three models: edge, mid (edge server), cloud ----------------------------------------
+def test_routing3_curve_formulas():
+    ae, am, ac, r = 0.5, 0.7, 0.8, 0.25
+    # random routing over the three models: the hull through (0, ae), (r, am), (1, ac)
+    m = routing3_curve([(0.0, ae), (r, am), (1.0, ac)], ae, ac)
+    area = r * (ae + am) / 2 + (1 - r) * (am + ac) / 2
+    assert m["apgr3"] == pytest.approx((area - ae) / (ac - ae))
+    assert m["cpt50_3"] == pytest.approx(r * 0.15 / 0.2)  # ae + 0.15 reached on the first segment
+    # with two models and cost = call rate it is the two-model APGR
+    line = [(p, ae + (ac - ae) * p) for p in np.linspace(0, 1, 5)]
+    assert routing3_curve(line, ae, ac)["apgr3"] == pytest.approx(routing_curve(line, ae, ac)["apgr"])
+    # a cascade paying both remote models (cost > 1) is cut at cost 1 for the area
+    over = routing3_curve([(0.5, 0.75), (1.25, 0.8)], ae, ac)
+    assert over["apgr3"] < routing3_curve([(0.5, 0.75), (1.0, 0.8)], ae, ac)["apgr3"] + 1e-12
+
+
+def _sub(inst, n):
+    """The task with its first n test and n // 2 validation rows (cheaper runs; same invariants)."""
+    return dataclasses.replace(inst, test={k: np.asarray(v)[:n] for k, v in inst.test.items()},
+                               val={k: np.asarray(v)[:n // 2] for k, v in inst.val.items()})
+
+
+def test_three_model_routing_costs(arith3):
+    arith3 = _sub(arith3, 500)
+    t, Lq = arith3.test, arith3.edge_view.input_shape[0]
+    N = len(t["y"])
+    e, c, o = (run(arith3, cls) for cls in (routing3.EdgeOnly3, routing3.CloudOnly3, routing3.Oracle3))
+    m = c["metrics"]
+    assert e["metrics"]["accuracy"] == pytest.approx(t["edge_correct"].mean())
+    assert m["accuracy"] == pytest.approx(t["cloud_correct"].mean())
+    assert c["costs"]["edge_flops"] == 0 and m["cost"] == pytest.approx(1.0, abs=1e-6)
+    assert c["costs"]["bytes_up"] == N * 4 * Lq and e["metrics"]["cost"] == 0
+    anyc = t["edge_correct"] | t["mid_correct"] | t["cloud_correct"]
+    assert o["metrics"]["accuracy"] == pytest.approx(anyc.mean())
+    assert o["metrics"]["cost"] == pytest.approx(o["metrics"]["cost_oracle_ref"], abs=1e-6)
+    # all queries to the mid model: its accuracy, its share of a cloud pass, the same bytes
+    mid = run(arith3, routing3.Random3, p_mid=1.0, p_cloud=0.0)
+    mm = mid["metrics"]
+    assert mm["accuracy"] == pytest.approx(t["mid_correct"].mean())
+    assert mm["cost"] == pytest.approx(mm["cost_mid_ref"], abs=1e-6) and 0 < mm["cost_mid_ref"] < 1
+    assert mid["costs"]["edge_flops"] == 0 and mid["costs"]["bytes_up"] == c["costs"]["bytes_up"]
+    # the two-step cascade at its extremes: edge only; every row through mid to the cloud, paying all three
+    lo = run(arith3, routing3.Cascade3, tau_mid=0.0, tau_cloud=0.0)["metrics"]
+    hi = run(arith3, routing3.Cascade3, tau_mid=1.01, tau_cloud=1.01)
+    assert lo["cost"] == 0 and lo["accuracy"] == pytest.approx(t["edge_correct"].mean())
+    hm = hi["metrics"]
+    assert hm["accuracy"] == pytest.approx(t["cloud_correct"].mean())
+    assert hm["cost"] == pytest.approx(1 + hm["cost_mid_ref"], abs=1e-6)
+    assert hi["costs"]["edge_flops"] == e["costs"]["edge_flops"]
+    assert hi["costs"]["bytes_up"] == 2 * c["costs"]["bytes_up"]
+    lr = run(arith3, routing3.Learned3, threshold=0.6)
+    assert lr["costs"]["setup_bytes_down"] == 2 * 4 * (arith3.edge_view.vocab + 1)
+    assert 0 <= lr["metrics"]["cost"] <= 1 and set(lr["validation"]) == set(lr["metrics"])

@@ -144,3 +144,31 @@ def test_bottleneck_bits_set_the_wire_codec(split_inst):
     from lsbench.harness.runner import merge_hparams
     hp = merge_hparams(Bottleneck, {"bits": 4})  # codec_up defaults to the class's int8
     assert Bottleneck(split_inst.cloud_view, hp).hp["codec_up"] == "int4"
+
+
+@pytest.fixture(scope="session")
+def exit_inst(shared_dir):
+    return T.EXIT_SMALL.build(shared_dir, 0)
+
+
+def test_small_tiers_separate_methods(split_inst, exit_inst):
+    """The CI tiers discriminate: the cloud (reference) model reaches >= 0.6 and the
+    edge model is >= 10 points behind it, on test (and on validation, which the
+    suite selects on); each reference model's training cost is recorded."""
+    for inst in (split_inst, exit_inst):
+        for split in (inst.test, inst.val):
+            edge, cloud = split["edge_correct"].mean(), split["cloud_correct"].mean()
+            assert cloud >= 0.6 and cloud - edge >= 0.10, (inst.edge_view.task, edge, cloud)
+        for cost in inst.reference_training.values():
+            assert cost["steps"] > 0 and cost["flops"] > 0 and cost["wall_s"] > 0
+
+
+def test_validation_split_is_reported_and_disjoint(split_inst, shared_dir, tmp_path):
+    f = run(shared_dir, tmp_path, SPLIT, "edge-only", name="eo")
+    v, m = f["validation"], f["metrics"]
+    assert set(v) == set(m)
+    assert v["accuracy"] == pytest.approx(split_inst.val["edge_correct"].mean())
+    assert m["accuracy"] == pytest.approx(split_inst.test["edge_correct"].mean())
+    rows = {s: {r.tobytes() for r in d["x"]} for s, d in
+            (("test", split_inst.test), ("val", split_inst.val), ("calib", split_inst.calib))}
+    assert not rows["test"] & rows["val"] and not (rows["test"] | rows["val"]) & rows["calib"]

@@ -5,7 +5,8 @@ depth d-1 and the other a digit; ops are max/min (``minmax``, default), + - * mo
 or + max min (``mixed``); depth 0 is a digit. So a
 depth-d query has 4d+1 tokens, then ``=``; queries are left-padded to a fixed
 length and the answer is one digit token. Depth (1..max_depth, uniform) sets
-the difficulty. Generation is plain numpy and takes well under a second, so
+the difficulty. Splits are disjoint by content (``splits``): there are only
+200 distinct depth-1 queries, so independent draws repeated test queries in train. Generation is plain numpy and takes well under a second, so
 splits are regenerated on demand from the seed instead of cached (a TFDS
 builder would add a disk cache and nothing else); ``data_hash`` fingerprints them.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+
+from lsbench.data import textsplit
 
 DIGITS = 10
 PLUS, MINUS, TIMES, MAX, MIN, OPEN, CLOSE, EQ, PAD = range(10, 19)
@@ -62,11 +65,26 @@ def generate(n: int, seed: int, max_depth: int = 5, ops: str = "minmax"):
     return {"x": x, "y": y, "depth": depth}
 
 
+SPLITS = ("train", "calib", "val", "test")
+
+
 def splits(seed: int, n_train: int, n_calib: int, n_test: int, max_depth: int = 5,
-           ops: str = "minmax"):
-    """Train, calibration and test splits from independent streams of one seed."""
+           ops: str = "minmax", n_val: int = 0):
+    """Train, calibration, validation and test splits from one stream of the seed,
+    disjoint by content: a query's split is fixed by its tokens
+    (``lsbench.data.textsplit``), so no test, validation or calibration query
+    occurs in train, nor in another split."""
     if ops not in OPSETS:
         raise ValueError(f"unknown arith op set '{ops}'; use one of {sorted(OPSETS)}")
+    sizes = {"train": n_train, "calib": n_calib, "val": n_val, "test": n_test}
+    return textsplit.draw(lambda j: generate(textsplit.CHUNK, [seed, j], max_depth, ops),
+                          lambda c: c["x"], sizes)
+
+
+def splits_v1(seed: int, n_train: int, n_calib: int, n_test: int, max_depth: int = 5,
+              ops: str = "minmax"):
+    """The splits of task versions <= 2 (independent streams, not deduplicated);
+    kept to measure their overlap (``textsplit.overlap``)."""
     return {name: generate(n, seed * 1000 + i, max_depth, ops)
             for i, (name, n) in enumerate((("train", n_train), ("calib", n_calib), ("test", n_test)))}
 

@@ -16,6 +16,8 @@ import hashlib
 
 import numpy as np
 
+from lsbench.data import textsplit
+
 BOS, DOT, THAT = 0, 1, 2
 
 
@@ -76,6 +78,15 @@ def generate(g: dict, n: int, length: int, seed: int) -> np.ndarray:
             seq.append(DOT)
         out[i] = seq[:length]
     return out
+
+
+def splits(g: dict, length: int, prompt_len: int, seed: int, sizes: dict) -> dict:
+    """Sequences per split (``sizes``: train, calib, val, test) from one stream,
+    disjoint by prompt (the first ``prompt_len`` tokens): a prompt's split
+    is fixed by its content (``lsbench.data.textsplit``)."""
+    d = textsplit.draw(lambda j: {"s": generate(g, 512, length, [seed, j])},
+                       lambda c: c["s"][:, :prompt_len], sizes)
+    return {k: v["s"] for k, v in d.items()}
 
 
 def data_hash(*arrays) -> str:

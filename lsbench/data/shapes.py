@@ -5,8 +5,10 @@ cool): ``label = 2 * shape + family``. Each image has a random position, scale,
 rotation, background gradient, pixel noise and clutter, all set by a
 per-example ``difficulty`` in {0 easy, 1 medium, 2 hard}: harder examples are
 smaller, lower-contrast, nearer the hue boundary between families, noisier and
-more cluttered. Splits: train, calib, test. Deterministic from (sizes, seed):
-each split draws from its own ``numpy`` generator seeded by (seed, split).
+more cluttered. Splits: train, calib, test, val (validation; added in 1.1.0,
+last, so the other splits are unchanged). Deterministic from (sizes, seed,
+difficulty mix): each split draws from its own ``numpy`` generator seeded by
+(seed, split), so the splits share no image (a test checks it).
 Built once by a TFDS builder into array_record under ``<data_dir>/tfds`` and
 read back with ``as_data_source`` (no TensorFlow).
 """
@@ -23,8 +25,8 @@ SHAPES = ("circle", "square", "triangle", "cross", "ring")
 FAMILIES = ("warm", "cool")
 NUM_CLASSES = len(SHAPES) * len(FAMILIES)
 SIZE = 32
-SPLITS = ("train", "calib", "test")
-GEN_VERSION = "1.0.0"
+SPLITS = ("train", "calib", "test", "val")
+GEN_VERSION = "1.1.0"
 
 # Per difficulty level: radius range, contrast range, hue margin to the family
 # boundary, noise std, clutter count.
@@ -66,21 +68,22 @@ def _inside(shape, u, v, r):
     return np.take_along_axis(table, shape[None, :, None, None], 0)[0]
 
 
-def generate(n: int, seed: int, split: str = "train") -> dict:
-    """Returns {"image": uint8[n,32,32,3], "label": int32[n], "difficulty": int32[n]}."""
+def generate(n: int, seed: int, split: str = "train", difficulty_p=DIFFICULTY_P) -> dict:
+    """Returns {"image": uint8[n,32,32,3], "label": int32[n], "difficulty": int32[n]};
+    ``difficulty_p``: the probabilities of the three difficulty levels."""
     rng = np.random.default_rng([seed, SPLITS.index(split) if split in SPLITS else 99])
     out = {"image": np.zeros((n, SIZE, SIZE, 3), np.uint8), "label": np.zeros(n, np.int32),
            "difficulty": np.zeros(n, np.int32)}
     for lo in range(0, n, 512):
         m = min(512, n - lo)
-        img, lab, dif = _chunk(rng, m)
+        img, lab, dif = _chunk(rng, m, difficulty_p)
         out["image"][lo:lo + m], out["label"][lo:lo + m], out["difficulty"][lo:lo + m] = img, lab, dif
     return out
 
 
-def _chunk(rng, m):
+def _chunk(rng, m, difficulty_p=DIFFICULTY_P):
     yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32) + 0.5
-    dif = rng.choice(3, size=m, p=DIFFICULTY_P)
+    dif = rng.choice(3, size=m, p=difficulty_p)
     lv = {k: np.array([LEVELS[d][k] for d in dif]) for k in ("radius", "contrast", "hue_margin",
                                                              "noise", "clutter")}
     shape, fam = rng.integers(0, len(SHAPES), m), rng.integers(0, 2, m)
@@ -116,13 +119,18 @@ def _chunk(rng, m):
 
 @dataclasses.dataclass
 class ShapesConfig(tfds.core.BuilderConfig):
-    sizes: tuple = (12000, 2000, 4000)
+    sizes: tuple = (12000, 2000, 4000, 1000)  # in SPLITS order
     seed: int = 0
+    difficulty_p: tuple = DIFFICULTY_P
 
 
-def config(sizes, seed) -> ShapesConfig:
+def config(sizes, seed, difficulty_p=DIFFICULTY_P) -> ShapesConfig:
+    dp = tuple(float(p) for p in difficulty_p)
     name = f"n{'-'.join(str(int(s)) for s in sizes)}_s{int(seed)}"
-    return ShapesConfig(name=name, version=GEN_VERSION, sizes=tuple(int(s) for s in sizes), seed=int(seed))
+    if dp != tuple(DIFFICULTY_P):
+        name += "_d" + "-".join(f"{p:g}" for p in dp)
+    return ShapesConfig(name=name, version=GEN_VERSION, sizes=tuple(int(s) for s in sizes), seed=int(seed),
+                        difficulty_p=dp)
 
 
 @tfds_util._install_code_path
@@ -140,7 +148,8 @@ class LsbenchShapes(tfds_util.LocalCode, tfds.core.GeneratorBasedBuilder):
 
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
-        return {s: self._generate_examples(generate(n, cfg.seed, s)) for s, n in zip(SPLITS, cfg.sizes)}
+        return {s: self._generate_examples(generate(n, cfg.seed, s, cfg.difficulty_p))
+                for s, n in zip(SPLITS, cfg.sizes)}
 
     def _generate_examples(self, d):
         for i in range(len(d["label"])):
@@ -148,9 +157,13 @@ class LsbenchShapes(tfds_util.LocalCode, tfds.core.GeneratorBasedBuilder):
                       "difficulty": int(d["difficulty"][i]), "index": i}
 
 
-def load(data_dir: str, sizes=(12000, 2000, 4000), seed: int = 0) -> tuple[dict, str]:
-    """Builds (once) and reads all splits: ({split: {x, y, difficulty}}, data hash)."""
-    b = tfds_util.prepare(LsbenchShapes, data_dir, config(sizes, seed))
+def load(data_dir: str, sizes=(12000, 2000, 4000, 1000), seed: int = 0,
+         difficulty_p=DIFFICULTY_P) -> tuple[dict, str]:
+    """Builds (once) and reads all splits: ({split: {x, y, difficulty}}, data hash).
+    ``sizes``: train, calib, test, val."""
+    if len(sizes) != len(SPLITS):
+        raise ValueError(f"shapes sizes must give {len(SPLITS)} splits {SPLITS}, got {tuple(sizes)}")
+    b = tfds_util.prepare(LsbenchShapes, data_dir, config(sizes, seed, difficulty_p))
     raw = tfds_util.load_splits(b, SPLITS, keys=("image", "label", "difficulty"))
     out = {s: {"x": raw[s]["image"].astype(np.uint8), "y": raw[s]["label"].astype(np.int32),
                "difficulty": raw[s]["difficulty"].astype(np.int32)} for s in SPLITS}

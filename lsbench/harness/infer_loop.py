@@ -57,6 +57,7 @@ LOG_KEYS = ("edge_flops", "cloud_flops", "edge_flops_all", "cloud_flops_all", "b
             "bytes_down", "messages")
 PER_BATCH = ("edge_start", "edge_query", "edge_receive", "finalize")
 MIN_CONST = 16  # smaller constants (masks, index tables) are not counted as held parameters
+VAL_STREAM = 0x7A11  # the validation pass's keys: fold_in(root, VAL_STREAM), then the batch
 SETUP_KEYS = ("setup_edge_flops", "setup_cloud_flops", "setup_edge_flops_all",
               "setup_cloud_flops_all", "setup_bytes_up", "setup_bytes_down")
 
@@ -174,15 +175,17 @@ class InferLoop:
         return es, cs, costs
 
     # ---- shapes, checks and per-call FLOPs ---------------------------------------
-    def _batch(self, u):
-        lo, hi = u * self.B, min((u + 1) * self.B, self.N)
+    def _batch(self, u, data=None):
+        data = self.inst.test if data is None else data
+        N = len(next(iter(data.values())))
+        lo, hi = u * self.B, min((u + 1) * self.B, N)
         pad = self.B - (hi - lo)
         batch = {}
         for k in self.keys:
-            if k not in self.inst.test:
+            if k not in data:
                 raise PluginError(f"task {self.inst.edge_view.task} has no test key '{k}' "
                                   "(input_keys / oracle_keys)")
-            a = np.asarray(self.inst.test[k][lo:hi])
+            a = np.asarray(data[k][lo:hi])
             batch[k] = np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a
         return batch, lo, hi
 
@@ -261,15 +264,22 @@ class InferLoop:
         es, cs, costs = self._run_setup()
         self._setup = costs
         st = self._static_costs(es, cs)
-        log = {k: np.zeros((self.T, self.N), np.int64) for k in LOG_KEYS}
-        log["sent"] = np.zeros((self.T, self.N), bool)
-        log["active"] = np.zeros((self.T, self.N), bool)
-        if self._generates(st["preds"]):
-            log["tokens"] = np.zeros((self.T, self.N), np.int64)
-        preds = {k: np.zeros((self.N,) + tuple(v.shape[1:]), v.dtype) for k, v in st["preds"].items()}
+        if self.inst.edge_view.mode == "compress":  # the edge starts empty (compress/*): arrays
+            costs["setup_bytes_down"] += self._edge_consts()  # its programs hold count as shipped
+        log, preds = self._empty(st, self.N)
         state_costs = {k: np.zeros((), np.int64) for k in LOG_KEYS}
         state_costs.update({k: np.int64(v) for k, v in costs.items()})
         return {"edge": es, "cloud": cs, "log": log, "preds": preds, "costs": state_costs}
+
+    def _empty(self, st, N):
+        """A zero per-turn log and zero predictions for N examples."""
+        log = {k: np.zeros((self.T, N), np.int64) for k in LOG_KEYS}
+        log["sent"] = np.zeros((self.T, N), bool)
+        log["active"] = np.zeros((self.T, N), bool)
+        if self._generates(st["preds"]):
+            log["tokens"] = np.zeros((self.T, N), np.int64)
+        preds = {k: np.zeros((N,) + tuple(v.shape[1:]), v.dtype) for k, v in st["preds"].items()}
+        return log, preds
 
     @staticmethod
     def _generates(preds) -> bool:
@@ -277,20 +287,30 @@ class InferLoop:
         return tok is not None and len(tok.shape) == 2 and jnp.issubdtype(tok.dtype, jnp.integer)
 
     def run_unit(self, state, u):
-        B = self.B
         es, cs = state["edge"], state["cloud"]
+        log = {k: np.array(v) for k, v in state["log"].items()}
+        new_preds = {k: np.array(v) for k, v in state["preds"].items()}
+        ok, hi = self._run_batch(es, cs, self.inst.test, u, jax.random.fold_in(self.root, u + 1),
+                                 log, new_preds)
+        costs = {k: np.int64(log[k].sum()) for k in LOG_KEYS}
+        costs.update({k: np.int64(v) for k, v in state["costs"].items() if k in SETUP_KEYS})
+        return {"edge": es, "cloud": cs, "log": log, "preds": new_preds, "costs": costs}, \
+            {"examples_done": hi}, ok
+
+    def _run_batch(self, es, cs, data, u, bkey, log, preds):
+        """Runs batch ``u`` of ``data`` (test or validation); writes its rows of
+        ``log`` and ``preds`` in place; returns (all payloads finite, end row)."""
+        B = self.B
         st = self._static_costs(es, cs)
         gen = self._generates(st["preds"])
-        batch, lo, hi = self._batch(u)
+        batch, lo, hi = self._batch(u, data)
         n = hi - lo
         valid = np.arange(B) < n
-        bkey = jax.random.fold_in(self.root, u + 1)
         carry = self.j_start(es, batch)
         ccarry = self.j_cstart(cs)
         snaps = []
         done = ~valid
         ever_sent = np.zeros(B, bool)
-        log = {k: np.array(v) for k, v in state["log"].items()}
         out = {k: np.zeros((B,) + tuple(v.shape[1:]), v.dtype) for k, v in st["preds"].items()}
         taken = ~valid  # rows whose prediction is recorded
         ok = True
@@ -352,13 +372,9 @@ class InferLoop:
                                                  + [_prefix_len(s, final) for s in snaps]), axis=0)
             delivered = np.diff(pre, axis=0)  # [turns run, B]
             log["tokens"][:len(delivered), lo:hi] = delivered[:, :n]
-        new_preds = {k: np.array(v) for k, v in state["preds"].items()}
         for k, v in out.items():
-            new_preds[k][lo:hi] = v[:n]
-        costs = {k: np.int64(log[k].sum()) for k in LOG_KEYS}
-        costs.update({k: np.int64(v) for k, v in state["costs"].items() if k in SETUP_KEYS})
-        return {"edge": es, "cloud": cs, "log": log, "preds": new_preds, "costs": costs}, \
-            {"examples_done": hi}, ok
+            preds[k][lo:hi] = v[:n]
+        return ok, hi
 
     def is_eval_unit(self, u):
         return False
@@ -399,11 +415,37 @@ class InferLoop:
         log = {k: v[:, :N] for k, v in state["log"].items()}
         preds = {k: v[:N] for k, v in state["preds"].items()}
         test = {k: v[:N] for k, v in self.inst.test.items()}
-        metrics = dict(self.inst.metrics_fn(preds, test, log))
+        metrics = self._summarise(preds, test, log)
+        derived = profiles.derived(log)
+        costs = {k: int(v) for k, v in state["costs"].items()}
+        out = {"metrics": metrics, "costs": costs, "derived": derived, "unit": "example", "units": N}
+        if self.inst.val is not None and N == self.N:  # a partial run is never ranked: no validation
+            out["validation"] = self.validate(state)
+        return out
+
+    def _summarise(self, preds, data, log) -> dict:
+        """The task's metrics plus the harness's per-example costs of one split."""
+        N = len(next(iter(data.values())))
+        metrics = dict(self.inst.metrics_fn(preds, data, log))
         per = {k: float(log[k].sum() / N) for k in LOG_KEYS}
         metrics.update({f"{k}_per_example": v for k, v in per.items()})
         metrics["offload_rate"] = float(log["sent"].any(0).mean())
         metrics["turns_mean"] = float(log["active"].sum(0).mean())
-        derived = profiles.derived(log)
-        costs = {k: int(v) for k, v in state["costs"].items()}
-        return {"metrics": metrics, "costs": costs, "derived": derived, "unit": "example", "units": N}
+        return metrics
+
+    def validate(self, state) -> dict:
+        """The same metrics on the task's validation split: the installed method
+        (setup is not rerun) answers every validation example in batches of B,
+        with its own keys and its own log. Nothing of the test run changes: its
+        log, predictions and costs are the state's, and validation costs are
+        not billed (they appear only as the validation metrics' per-example
+        figures). The suite selects operating points on these metrics."""
+        data = self.inst.val
+        es, cs = state["edge"], state["cloud"]
+        st = self._static_costs(es, cs)
+        N = len(next(iter(data.values())))
+        log, preds = self._empty(st, N)
+        vroot = jax.random.fold_in(self.root, VAL_STREAM)
+        for u in range(math.ceil(N / self.B)):
+            self._run_batch(es, cs, data, u, jax.random.fold_in(vroot, u), log, preds)
+        return self._summarise(preds, data, log)

@@ -8,11 +8,16 @@ verified against the params hash recorded when the model was trained: a
 corrupted or altered checkpoint stops the run with one line naming the file and
 the command that rebuilds it (``--rebuild_cache``, or ``LSBENCH_REBUILD_CACHE=1``).
 The returned hash is ``<recipe hash>-<params hash>`` of the content actually
-used, and the manifest records it.
+used, and the manifest records it. What training cost (wall seconds, the cores
+it had, steps and FLOPs where the trainer reports them) is recorded next to the
+checkpoint (with the process's CPU seconds and the load average, since
+the cores may be shared) and handed to ``costs`` on every load: tasks put it in their
+instance's ``reference_training``, which the manifest records.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -65,11 +70,23 @@ def params_hash(params) -> str:
     return h.hexdigest()[:16]
 
 
-def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print):
-    """Loads the cached params for ``recipe`` or trains them with ``train_fn()``.
+def _training_cost(path: str) -> dict:
+    try:
+        with open(os.path.join(path, "recipe.json")) as f:
+            rec = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return {"wall_s": rec.get("train_s"), **rec.get("training", {})}
 
-    ``train_fn() -> params`` must be deterministic. Writes are atomic: a
-    crashed training leaves no half checkpoint behind.
+
+def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print, costs=None):
+    """Loads the cached params for ``recipe`` or trains them with ``train_fn(stats)``.
+
+    ``train_fn`` must be deterministic; if it has a parameter ``stats`` it gets a
+    dict to fill with ``steps`` and ``flops``. Writes are atomic: a crashed training leaves
+    no half checkpoint behind. ``costs`` (a dict) gets ``costs[name]``: the
+    training's ``wall_s``, ``cpu_s``, ``cores``, ``load_avg``, ``steps`` and
+    ``flops`` as recorded.
     """
     import orbax.checkpoint as ocp
 
@@ -84,9 +101,16 @@ def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print):
         log(f"rebuilding cached model {name} ({REBUILD_ENV} set)")
     if os.path.exists(os.path.join(path, "params")):
         params, phash = _restore_verified(ckptr, path, name)
+        if costs is not None:
+            costs[name] = _training_cost(path)
         return params, f"{key}-{phash}"
-    t0 = time.time()
-    params = train_fn()
+    t0, c0 = time.time(), time.process_time()
+    stats: dict = {}
+    try:
+        takes_stats = "stats" in inspect.signature(train_fn).parameters
+    except (TypeError, ValueError):
+        takes_stats = False
+    params = train_fn(stats=stats) if takes_stats else train_fn()
     params = jax.tree_util.tree_map(np.asarray, params)
     tmp = path + f".tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -95,6 +119,9 @@ def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print):
     ckptr.wait_until_finished()
     with open(os.path.join(tmp, "recipe.json"), "w") as f:
         json.dump({"recipe": recipe, "train_s": round(time.time() - t0, 2),
+                   "training": {"cpu_s": round(time.process_time() - c0, 2),
+                                "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                else os.cpu_count(), "load_avg": round(os.getloadavg()[0], 2), **stats},
                    "params_hash": params_hash(params)}, f, indent=1, default=str)
     try:
         os.replace(tmp, path)
@@ -102,6 +129,8 @@ def cached_params(data_dir: str, name: str, recipe: dict, train_fn, log=print):
         shutil.rmtree(tmp, ignore_errors=True)
     log(f"trained {name} in {time.time() - t0:.1f}s; cached at {path}")
     params, phash = _restore_verified(ckptr, path, name)
+    if costs is not None:
+        costs[name] = _training_cost(path)
     return params, f"{key}-{phash}"
 
 

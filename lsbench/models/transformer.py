@@ -122,11 +122,13 @@ def config_of(model: api.ModelDef) -> LMConfig:
 
 
 def train_lm(cfg: LMConfig, seqs, weights, *, steps: int, batch: int, lr: float, seed: int,
-             chunk: int = 50, log=None):
+             chunk: int = 50, log=None, desc: str = "", stats: dict | None = None):
     """Next-token training on ``seqs`` int32[n, L] with per-target ``weights`` float[n, L-1].
 
-    Deterministic from ``seed``; steps run in jitted ``lax.scan`` chunks.
+    Deterministic from ``seed``; steps run in jitted ``lax.scan`` chunks. Shows
+    progress; ``stats`` gets ``steps`` and ``flops`` (the FLOP meter's count).
     """
+    from lsbench.harness import progress
     seqs, weights = jnp.asarray(seqs, jnp.int32), jnp.asarray(weights, jnp.float32)
     key = jax.random.PRNGKey(seed)
     params = init_params(cfg, jax.random.fold_in(key, 0))
@@ -150,15 +152,21 @@ def train_lm(cfg: LMConfig, seqs, weights, *, steps: int, batch: int, lr: float,
     def run(carry, keys):
         return jax.lax.scan(step, carry, keys)
 
+    if stats is not None:
+        from lsbench.metering.flops import count_jaxpr
+        one = count_jaxpr(jax.make_jaxpr(step)((params, state), key))
+        stats.update(steps=steps, flops=int(one.matmul) * steps)
     carry, done = (params, state), 0
-    while done < steps:
-        n = min(chunk, steps - done)
-        keys = jax.vmap(lambda i: jax.random.fold_in(key, i + 1))(jnp.arange(done, done + n))
-        carry, losses = run(carry, keys) if n == chunk else jax.jit(
-            lambda c, k: jax.lax.scan(step, c, k))(carry, keys)
-        done += n
-        if log is not None:
-            log(f"step {done}/{steps} loss {float(losses[-1]):.3f}")
+    with progress.Bar(steps, desc=f"training {desc or 'model'}", unit="step") as bar:
+        while done < steps:
+            n = min(chunk, steps - done)
+            keys = jax.vmap(lambda i: jax.random.fold_in(key, i + 1))(jnp.arange(done, done + n))
+            carry, losses = run(carry, keys) if n == chunk else jax.jit(
+                lambda c, k: jax.lax.scan(step, c, k))(carry, keys)
+            done += n
+            bar.update(n, loss=float(losses[-1]))
+            if log is not None:
+                log(f"step {done}/{steps} loss {float(losses[-1]):.3f}")
     return carry[0]
 
 
