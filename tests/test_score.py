@@ -167,3 +167,21 @@ def test_a_submitted_plugin_joins_a_star_preset(tmp_path):
     p.write_text(_json.dumps({"seeds": [0], "groups": [{"tasks": [TINY_TASK], "methods": "*", "sweep": 2}]}))
     items = expand(load_preset(str(p)), methods=[TINY_METHOD])
     assert {it.method for it in items} == {TINY_METHOD} and {it.point for it in items} == {"default", "lr=0.1"}
+
+
+def test_compress_scores_setup_bytes_and_an_over_budget_cloud_reference_still_anchors(tmp_path):
+    """compress/*: accuracy against the edge model's bytes shipped; the fp32 cloud model
+    is over the edge budget (shown, not ranked) and still anchors the grid."""
+    t = "compress/fix"
+    for name, ref, sb, q, st in (("scratch", "edge-only", 10**4, 0.5, "completed"),
+                                 ("cloud-model", "cloud-only", 10**6, 0.9, "over_budget"),
+                                 ("int8", None, 2.5 * 10**5, 0.88, "completed")):
+        write_run(tmp_path, task=t, track="infer", method=name, reference=ref, value=q, status="completed",
+                  extra={"status": st, "metrics": {"acc": q, "accuracy": q}, "validation": {"accuracy": q},
+                         "costs": {"bytes_up": 0, "bytes_down": 0, "messages": 0, "edge_flops": 1,
+                                   "cloud_flops": 0, "setup_bytes_down": int(sb)}})
+    b = _board(tmp_path)[t]
+    assert b["score"]["axis"] == "setup_bytes_down" and b["score"]["anchor"] == 10**6
+    s = {m["method"]: m for m in b["score"]["methods"]}
+    assert s["int8"]["rank"] == 1 and s["int8"]["score"] > 0.1
+    assert next(r for r in b["rows"] if r["method"] == "cloud-model")["unranked"] == "over budget"
