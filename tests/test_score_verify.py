@@ -1,7 +1,6 @@
 """`lsbench verify`: a faithful results folder reproduces; a tampered cost or
 metric gives one line per mismatch and exit 1; bad input exits 2."""
 import json
-import os
 
 from conftest import TINY_METHOD, TINY_TASK, cli
 from lsbench.results.verify import compare

@@ -167,7 +167,8 @@ def score_task(info, rows) -> dict:
                        else "no score: edge and cloud references have the same quality (no gap)")
     if out["note"]:
         return out
-    cloud_row = next(r for r in usable + refs if r["reference"] in spec.cloud_ref and r["sweep_point"] == cloud["label"])
+    cloud_row = next(r for r in usable + refs
+                     if r["reference"] in spec.cloud_ref and r["sweep_point"] == cloud["label"])
     grid = scoring.budgets(cloud["cost"], spec)
     out.update(anchor=cloud["cost"], anchor_spread=cloud_row["cost_spread"], grid=[float(b) for b in grid],
                q_edge=edge["test"], q_cloud=cloud["test"], edge_point=edge["label"], cloud_point=cloud["label"])

@@ -87,7 +87,7 @@ def columns(task) -> list[tuple[str, callable, callable]]:
         (f"{q} (test, 95% CI)", blank, quality_str),
         (f"{info['quality']} (validation)", blank, lambda r: "–" if r["val"] is None else f"{r['val']:.4f}"),
         (f"{hlabel} (headline)", lambda e: si(e.get("cost"), hunit), lambda r: si(r["cost"], hunit)),
-        ("seeds", lambda e: "", lambda r: f"{r['seeds']}/{r['runs']}" + (" (stopped early)" if r.get("stopped_early") else "")),
+        ("seeds", blank, lambda r: f"{r['seeds']}/{r['runs']}" + (" (stopped early)" if r.get("stopped_early") else "")),
     ]
     if info["primary_metric"] != info["quality"]:
         pm = info["primary_metric"] + (" ↑" if info["higher_is_better"] else " ↓")
