@@ -185,3 +185,16 @@ def test_compress_scores_setup_bytes_and_an_over_budget_cloud_reference_still_an
     s = {m["method"]: m for m in b["score"]["methods"]}
     assert s["int8"]["rank"] == 1 and s["int8"]["score"] > 0.1
     assert next(r for r in b["rows"] if r["method"] == "cloud-model")["unranked"] == "over budget"
+
+
+def test_adapt_anchors_on_full_federated_fine_tuning(tmp_path):
+    """adapt/*: the gap runs from local training to fedavg-full (a method, ranked like any)."""
+    t = "adapt/fix"
+    for name, ref, up, q in (("local-full", "local", 0, 0.6), ("fedavg-full", None, 10**6, 0.8),
+                             ("fedlora", None, 10**4, 0.78)):
+        write_run(tmp_path, task=t, method=name, reference=ref, value=q, bytes_up=up, bytes_down=0,
+                  extra={"validation": {"acc": q}})
+    sc = _board(tmp_path)[t]["score"]
+    assert (sc["anchor"], sc["q_edge"], sc["q_cloud"]) == (10**6, 0.6, 0.8)
+    s = {m["method"]: m for m in sc["methods"]}
+    assert s["fedavg-full"]["score"] == 1 / 20 and s["fedlora"]["rank"] == 1

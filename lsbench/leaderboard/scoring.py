@@ -50,7 +50,7 @@ class ScoreSpec:
     axis: str = "bytes"                 # a key of AXES, or "metric:<key>" (a cost the task reports)
     quality: Optional[str] = None       # a metric key; None: the task's primary metric
     higher_is_better: Optional[bool] = None   # None: the task's (only read when quality is None)
-    edge_ref: tuple = ("edge-only",)    # reference kinds that give q_edge ...
+    edge_ref: tuple = ("edge-only",)    # reference kinds (or method names) that give q_edge ...
     cloud_ref: tuple = ("cloud-only",)  # ... and q_cloud and the anchor
     lo: float = 0.01                    # lowest budget, as a fraction of the anchor
     hi: float = 1.0                     # highest budget
@@ -71,6 +71,8 @@ SPECS = (
     ("infer/pcfg-specdec*", ScoreSpec(axis="latency", quality="token_match_greedy", higher_is_better=True)),
     ("plan/*", ScoreSpec(axis="cloud_work", quality="success", higher_is_better=True)),
     ("compress/*", ScoreSpec(axis="setup_bytes_down", quality="accuracy", higher_is_better=True)),
+    # PEFT: how much of full federated fine-tuning's gain over local training a method keeps, per byte
+    ("adapt/*", ScoreSpec(axis="bytes", edge_ref=("local",), cloud_ref=("fedavg-full",))),
     ("train/*", _TRAIN),
 )
 TRACK_DEFAULT = {"train": _TRAIN, "infer": ScoreSpec(axis="cloud_flops"), "plan": ScoreSpec(axis="cloud_work")}

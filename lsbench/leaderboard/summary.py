@@ -135,8 +135,8 @@ def _pt(r, use_val: bool) -> dict:
 def _ref_point(rows, kinds, use_val, higher):
     """The reference's point (its sweep selected on validation, like any method); a
     reference over an edge budget (e.g. the fp32 cloud model on the edge) still counts."""
-    pts = [_pt(r, use_val) for r in rows if r["reference"] in kinds and r["quality"] is not None
-           and r["cost"] is not None and r.get("unranked") in (None, "over budget")]
+    pts = [_pt(r, use_val) for r in rows if (r["reference"] in kinds or r["method"] in kinds)
+           and r["quality"] is not None and r["cost"] is not None and r.get("unranked") in (None, "over budget")]
     return scoring.select(pts, math.inf, higher)
 
 
@@ -167,8 +167,8 @@ def score_task(info, rows) -> dict:
                        else "no score: edge and cloud references have the same quality (no gap)")
     if out["note"]:
         return out
-    cloud_row = next(r for r in usable + refs
-                     if r["reference"] in spec.cloud_ref and r["sweep_point"] == cloud["label"])
+    cloud_row = next(r for r in usable + refs if (r["reference"] in spec.cloud_ref or r["method"] in spec.cloud_ref)
+                     and r["sweep_point"] == cloud["label"])
     grid = scoring.budgets(cloud["cost"], spec)
     out.update(anchor=cloud["cost"], anchor_spread=cloud_row["cost_spread"], grid=[float(b) for b in grid],
                q_edge=edge["test"], q_cloud=cloud["test"], edge_point=edge["label"], cloud_point=cloud["label"])
