@@ -7,8 +7,9 @@ and whether it communicates:
   example-weighted averaging (FedAvg on the pretrained start);
 - ``local-full``: full fine-tuning, no communication;
 - ``fedlora``: LoRA rank r (``rank``; ``where`` = all dense layers or the
-  hidden ones) on the frozen backbone; only A and B go down and up and are
-  averaged (as in FedIT, Zhang et al. 2024);
+  hidden ones; ``bias``: the layers' bias deltas too) on the frozen backbone;
+  only A, B (and the bias deltas) go down and up and are averaged (as in
+  FedIT, Zhang et al. 2024); Adam, as usual for LoRA;
 - ``local-lora``: the same adapters, no communication;
 - ``fedadapter``: bottleneck adapters (``bottleneck`` units) after each hidden
   layer, averaged;
@@ -35,7 +36,7 @@ class Adapt(api.TrainMethod):
     def _kw(self):
         hp = self.hp
         return {"rank": int(hp.get("rank", 4)), "where": hp.get("where", "all"),
-                "bottleneck": int(hp.get("bottleneck", 8))}
+                "bottleneck": int(hp.get("bottleneck", 8)), "bias": bool(hp.get("bias", True))}
 
     def _apply(self, delta, x):
         return lora.apply(self.view.pretrained, delta, x, self.kind, float(self.hp.get("lora_alpha", 8.0)))
@@ -102,7 +103,8 @@ class FedLoRA(Adapt):
                          "Hu et al., LoRA, ICLR 2022; Zhang et al., Towards Building the "
                          "Federated GPT: Federated Instruction Tuning (FedIT), ICASSP 2024")
     kind = "lora"
-    default_hparams = {"lr": 0.05, "momentum": 0.9, "rank": 4, "where": "all", "lora_alpha": 8.0}
+    default_hparams = {"optimizer": "adam", "lr": 3e-3, "rank": 4, "where": "all", "lora_alpha": 8.0,
+                       "bias": True}
     sweep = ({"rank": 1}, {"rank": 2}, {"rank": 4}, {"rank": 8}, {"rank": 16})
 
 
@@ -118,7 +120,7 @@ class FedAdapter(Adapt):
                          "Houlsby et al., Parameter-Efficient Transfer Learning for NLP, ICML 2019; "
                          "Cai et al., FedAdapter, MobiCom 2023")
     kind = "adapter"
-    default_hparams = {"lr": 0.05, "momentum": 0.9, "bottleneck": 8}
+    default_hparams = {"optimizer": "adam", "lr": 3e-3, "bottleneck": 8}
     sweep = ({"bottleneck": 2}, {"bottleneck": 8}, {"bottleneck": 32})
 
 
@@ -127,5 +129,5 @@ class FedPrompt(Adapt):
                          "Bahng et al., Exploring Visual Prompts for Adapting Large-Scale Models, "
                          "2022; Guo et al., PromptFL, IEEE TMC 2023")
     kind = "prompt"
-    default_hparams = {"lr": 0.05, "momentum": 0.9}
-    sweep = ({"lr": 0.02}, {"lr": 0.05}, {"lr": 0.2})
+    default_hparams = {"optimizer": "adam", "lr": 1e-2}
+    sweep = ({"lr": 3e-3}, {"lr": 1e-2}, {"lr": 3e-2})

@@ -133,7 +133,7 @@ SMALL = TaskSpec(
     name="adapt/mnist1d-small", version="1", track="train", tier="small",
     description="adapt/mnist1d's CI tier (MNIST-1D 4k, 10 clients, 8 rounds)",
     primary_metric="edge_personal_accuracy",
-    config=_config(data={"size": "default"}, hidden=(256, 256), clients=10, clients_per_round=5,
+    config=_config(data={"size": "default"}, hidden=(384, 384), clients=10, clients_per_round=5,
                    rounds=8, max_local_steps=10, eval_every=4,
                    pretrain={"epochs": 30, "batch": 64, "lr": 1e-3, "seed": 0}),
     builder=build)

@@ -137,3 +137,56 @@ def test_kd_training_is_billed_to_cloud_setup(data_dir, tmp_path):
     fa, fb, fs = (x["costs"]["setup_cloud_flops"] for x in (a, b, s))
     assert 0 < fs < fa < fb  # the teacher's logits cost; a second epoch costs more
     assert a["costs"]["setup_bytes_down"] == s["costs"]["setup_bytes_down"]  # the same student
+
+
+def test_every_compress_and_adapt_baseline_is_in_the_small_suite_grid(tmp_path):
+    """The suite resolves every compress/adapt baseline on the -small tiers."""
+    import json
+    from lsbench.suite.grid import expand, load_preset
+    p = tmp_path / "p.json"
+    comp = ["kd", "scratch", "cloud-model", "ptq", "prune-magnitude", "lowrank"]
+    adapt = ["fedavg-full", "local-full", "fedlora", "local-lora", "fedadapter", "fedprompt"]
+    p.write_text(json.dumps({"name": "p", "seeds": [0], "groups": [
+        {"tasks": ["compress/shapes-small"], "methods": comp, "sweep": 2},
+        {"tasks": ["adapt/mnist1d-small"], "methods": adapt, "sweep": 2}]}))
+    items = expand(load_preset(str(p)))
+    assert not [it.error for it in items if it.error]
+    for task, ms in (("compress/shapes-small", comp), ("adapt/mnist1d-small", adapt)):
+        assert {it.method for it in items if it.task_name == task} == set(ms)
+
+
+# ---------------------------------------------------------------- the must-show figures (slow)
+SMALL = "compress/shapes-small"
+
+
+@pytest.mark.slow
+def test_ptq_int8_within_1pt_at_26pct_bytes(data_dir):
+    import lsbench
+    f = lsbench.run(SMALL, "ptq", hparams={"bits": 8}, data_dir=data_dir)
+    m = f["metrics"]
+    assert m["ref_cloud_accuracy"] - m["accuracy"] <= 0.01
+    fp32 = lsbench.run(SMALL, "compress.cloud-model", data_dir=data_dir)["costs"]["setup_bytes_down"]
+    assert f["costs"]["setup_bytes_down"] <= 0.26 * fp32
+
+
+@pytest.mark.slow
+def test_kd_beats_scratch_by_2pt_over_3_seeds(data_dir):
+    import lsbench
+    kd = [lsbench.run(SMALL, "kd", seed=s, data_dir=data_dir)["metrics"]["accuracy"] for s in range(3)]
+    sc = [lsbench.run(SMALL, "compress.scratch", seed=s, data_dir=data_dir)["metrics"]["accuracy"]
+          for s in range(3)]
+    assert np.mean(kd) - np.mean(sc) >= 0.02, (kd, sc)
+
+
+@pytest.mark.slow
+def test_pruning_frontier_monotone(data_dir):
+    import lsbench
+    from lsbench.models import vision
+    shp = jax.eval_shape(vision.cloud_cnn().init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    rows = [lsbench.run(SMALL, "prune-magnitude", hparams={"sparsity": s}, data_dir=data_dir)
+            for s in (0.5, 0.8, 0.9, 0.95)]
+    acc = [r["metrics"]["accuracy"] for r in rows]
+    b = [r["costs"]["setup_bytes_down"] for r in rows]
+    assert b == [sparse.wire_bytes(kshapes(shp), s) for s in (0.5, 0.8, 0.9, 0.95)]
+    assert all(x > y for x, y in zip(b, b[1:]))
+    assert all(y <= x + 0.01 for x, y in zip(acc, acc[1:])), acc  # non-increasing (1-pt noise)

@@ -7,6 +7,8 @@ kind)`` runs it with a trainable ``delta`` of one ``kind``:
 - ``full``: the delta *is* the parameter tree (full fine-tuning);
 - ``lora``: per chosen dense layer, A [in, r] and B [r, out] with W + (alpha / r)
   A B (Hu et al., 2021); B starts at zero so the model starts as the backbone;
+  with ``bias`` (default) the layer's bias is tuned too (a bias delta, LoRA's
+  ``bias="lora_only"``: what a label-skewed client most needs);
 - ``adapter``: after each hidden layer h -> h + relu(h D) U with D [h, m],
   U [m, h] (Houlsby et al., 2019); U starts at zero;
 - ``prompt``: for an MLP there are no tokens, so a prompt is a learned vector
@@ -40,7 +42,8 @@ def _key(path):
     return "/".join(path)
 
 
-def init(kind: str, backbone, rng, rank: int = 4, where: str = "all", bottleneck: int = 8):
+def init(kind: str, backbone, rng, rank: int = 4, where: str = "all", bottleneck: int = 8,
+         bias: bool = True):
     ls = layers(backbone)
     if kind == "full":
         return jax.tree_util.tree_map(jnp.asarray, backbone)
@@ -51,6 +54,8 @@ def init(kind: str, backbone, rng, rank: int = 4, where: str = "all", bottleneck
             k = jax.random.fold_in(rng, i)
             a = jax.random.normal(k, (w.shape[0], rank), jnp.float32) / math.sqrt(w.shape[0])
             out[_key(path)] = {"a": a, "b": jnp.zeros((rank, w.shape[1]), jnp.float32)}
+            if bias:
+                out[_key(path)]["bias"] = jnp.zeros((w.shape[1],), jnp.float32)
         return out
     if kind == "adapter":
         out = {}
@@ -80,7 +85,7 @@ def apply(backbone, delta, x, kind: str, alpha: float = 8.0):
         z = h @ w + b
         if kind == "lora" and key in delta:
             a, bb = delta[key]["a"], delta[key]["b"]
-            z = z + (alpha / a.shape[1]) * ((h @ a) @ bb)
+            z = z + (alpha / a.shape[1]) * ((h @ a) @ bb) + delta[key].get("bias", 0.0)
         if i == len(ls) - 1:
             return z
         if kind == "prompt":
