@@ -113,13 +113,14 @@ def main(argv=None):
         for m in methods:
             lines.append(f"| {m} | {_cell([metric(task, m, s) for s in seeds])} | "
                          f"{_cell([metric(task, m, s, 'attack_asr_edge') for s in seeds])} |")
-    lines += ["", "cloud FLOPs per round (matmul, from final.json costs; the defence's work):", "",
-              "| " + " | ".join(methods) + " |", "|" + "---|" * len(methods)]
-    fl = []
-    for m in methods:
-        f = res.get((tasks[-1], m, seeds[0]))
-        fl.append("-" if f is None else f"{f['costs']['cloud_flops'] / max(f['units'], 1):.3g}")
-    lines.append("| " + " | ".join(fl) + " |")
+    lines += ["", f"cloud FLOPs per round on {tasks[-1]} (final.json costs / units; matmul, and all ops):", "",
+              "| | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for key in ("cloud_flops", "cloud_flops_all"):
+        fl = []
+        for m in methods:
+            f = next((res[tasks[-1], m, s] for s in seeds if (tasks[-1], m, s) in res), None)
+            fl.append("-" if f is None else f"{f['costs'][key] / max(f['units'], 1):.3g}")
+        lines.append(f"| {key} | " + " | ".join(fl) + " |")
     print("\n".join(lines))
 
 

@@ -35,6 +35,7 @@ ATTACKS = (("signflip", "signflip", {}), ("noise", "noise", {}), ("labelflip", "
            ("ipm", "ipm", {}), ("ipm-omni", "ipm", {"omniscient": True}),
            ("backdoor", "backdoor", {}))
 ROOT_N = 100
+VERSION = 1  # a variant's version is "<base version>.<VERSION>": bump on changes here
 LABELLED_PUBLIC = ("mnist1d", "digits")  # datasets whose public split has labels (the root set)
 
 
@@ -82,9 +83,11 @@ def variant(base: TaskSpec, attack: str, frac: float, attack_hp=None, name: str 
     pct = int(round(100 * float(frac)))
     name = name or f"{base.name}-byz-{suffix or attack}-f{pct}"
     omni = " (omniscient)" if dict(attack_hp or {}).get("omniscient") else ""
+    desc = (f"{base.name} with {pct}% malicious clients: {attack}{omni}" if pct else
+            f"{base.name} with nobody malicious (the f = 0 reference of its -byz-* tasks)")
     return dataclasses.replace(
-        base, name=name, version="1", builder=functools.partial(build, base=base), target=None,
-        description=f"{base.name} with {pct}% malicious clients: {attack}{omni}",
+        base, name=name, version=f"{base.version}.{VERSION}", builder=functools.partial(build, base=base),
+        target=None, description=desc,
         config={"base": base.name, "attack": attack, "attack_hp": dict(attack_hp or {}),
                 "frac": float(frac), "root_n": ROOT_N if base.config.get("dataset") in LABELLED_PUBLIC else 0})
 
