@@ -203,8 +203,9 @@ class PlanLoop:
                  "setup_bytes_up": int(ub), "setup_bytes_down": int(db),
                  "messages": int(_has_leaves(self._shapes["uplink"])) + int(_has_leaves(self._shapes["package"]))}
         costs.update({k: np.int64(v) for k, v in setup.items()})
-        return {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs,
-                "setup": {k: np.int64(v) for k, v in setup.items()}, "val": val}
+        state = {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs,
+                 "setup": {k: np.int64(v) for k, v in setup.items()}}
+        return {**state, "val": val} if self.V else state  # (a checkpoint holds no empty arrays)
 
     def _run_chunk(self, state, u):
         es, cs = state["edge"], state["cloud"]
