@@ -127,6 +127,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow   # 4 JAX processes: ~35 s of CPU, over this issue's default-test budget
 def test_two_processes_equal_one(tmp_path, data_dir):
     """jax.distributed on 2 CPU processes (gloo collectives), clients sharded over
     both processes' devices: same costs and metrics as one process (the suite's

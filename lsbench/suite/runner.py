@@ -332,6 +332,9 @@ class Suite:
     def _worker_for(self, it, idle, n_running):
         """An idle worker of this (task, method), else a fresh one (an idle worker
         of another method makes room)."""
+        for dead in [w for w in idle if not w.alive()]:
+            idle.remove(dead)
+            dead.kill()
         w = next((w for w in idle if w.key == self._key(it)), None)
         if w is not None:
             idle.remove(w)
