@@ -118,6 +118,10 @@ def test_platform_without_that_device_is_one_line(tmp_path):
             "--platform=gpu")
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "platforms found: cpu" in r.stderr and "jax[cuda12]" in r.stderr
+    for bad in (["--coordinator=localhost:1"], ["--coordinator=nohost", "--num_processes=2", "--process_id=0"],
+                ["--coordinator=h:1", "--num_processes=2", "--process_id=2"]):
+        r = cli("run", f"--task={TINY_TASK}", f"--method={TINY_METHOD}", f"--workdir={tmp_path}/r", *bad)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--" in r.stderr, (bad, r.stderr)
     assert not (tmp_path / "r").exists()
 
 

@@ -75,7 +75,8 @@ def test_cli_bad_input_one_line(tmp_path):
                  ["--preset=demo"], ["--preset=demo", f"--workdir={tmp_path}", "--workers=0"],
                  ["--preset=demo", f"--workdir={tmp_path}", "--tracks=cloud"],
                  ["--preset=demo", f"--workdir={tmp_path}", "--seeds=a"],
-                 ["--preset=demo", f"--workdir={tmp_path}", "--tasks=zzz"]):
+                 ["--preset=demo", f"--workdir={tmp_path}", "--tasks=zzz"],
+                 ["--preset=demo", f"--workdir={tmp_path}", "--shard=2/2"]):
         r = cli("suite", *args)
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("lsbench: error:"), r.stderr
