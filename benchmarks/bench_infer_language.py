@@ -80,22 +80,43 @@ def arith_curves(task, data_dir):
               f"edge FLOPs/query {[round(x) for x in flops]}  setup {setup}", flush=True)
 
 
+def loop_run(inst, cls, hp=None, seed=0):
+    """One run through the InferLoop on a built instance (sealed as the runner seals
+    it; no run directory): {'metrics', 'costs', 'validation'}."""
+    from lsbench.harness import sealed
+    from lsbench.harness.infer_loop import InferLoop
+    from lsbench.harness.runner import merge_hparams
+    from lsbench.metering.flops import count_jaxpr
+    sealer = sealed.Sealer(sealed.guard_for("infer", inst), meter=count_jaxpr)
+    sides = sealed.build_sides(cls, "infer", inst, merge_hparams(cls, hp or {}), sealer)
+    loop = InferLoop(inst, sides, seed)
+    loop.preflight()
+    st = loop.init_state()
+    for u in range(loop.num_units):
+        st, _, _ = loop.run_unit(st, u)
+    return loop.finish(st, [])
+
+
 def arith3_curves(task, data_dir):
+    from lsbench.models.cache import default_data_dir
+    from lsbench.registry import load_task
+    spec = load_task(task)
+    inst = spec.build(data_dir or default_data_dir(), 0)
     print(f"\n## {task}: three-model cost-quality curves (cost = metered remote FLOPs / one cloud pass)")
-    ref, _ = run(task, "cloud-only", data_dir)
+    from baselines import routing3
+    ref = loop_run(inst, routing3.CloudOnly3)
     m = ref["metrics"]
     ae, ac = m["acc_edge_ref"], m["acc_cloud_ref"]
     print(f"edge {ae:.4f}  mid {m['acc_mid_ref']:.4f} (cost {m['cost_mid_ref']:.3f})  cloud {ac:.4f}  "
           f"oracle {m['acc_oracle_ref']:.4f} (cost {m['cost_oracle_ref']:.3f}); cloud-only edge FLOPs "
           f"{ref['costs']['edge_flops']}")
-    from baselines import routing3
     print("| method | APGR3 | CPT50 | CPT80 | AIQ | (cost, accuracy) per sweep point | best on validation |")
     print("|---|---|---|---|---|---|---|")
     for method, cls in (("router3-random", routing3.Random3), ("cascade3", routing3.Cascade3),
                         ("router3-learned", routing3.Learned3)):
         pts, val = [], []
         for i, hp in enumerate(cls.sweep):
-            f, _ = run(task, method, data_dir, dict(hp), tag=f"_{i}")
+            f = loop_run(inst, cls, dict(hp))
             pts.append((f["metrics"]["cost"], f["metrics"]["accuracy"]))
             val.append((f["validation"]["accuracy"] - f["validation"]["cost"] * (ac - ae), i, f["metrics"]))
         c = routing3_curve(pts, ae, ac)

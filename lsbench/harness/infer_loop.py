@@ -38,6 +38,12 @@ also get ``tokens``: the output positions that first hold their final value in
 that turn (the longest prefix equal to the final output, read after every turn;
 positions not generated yet should hold -1). Latency and energy come from
 ``lsbench.metering.profiles.derived(log)`` only.
+
+Validation: after the test batches, ``finish`` runs the installed method on the
+task's validation split (``InferInstance.val``) the same way, with its own keys
+and log, and returns the same metrics on it as ``validation`` (final.json);
+the test run's metrics, predictions and costs do not change, and validation
+work is not billed.
 """
 from __future__ import annotations
 
