@@ -138,7 +138,7 @@ class PublicExchange(api.TrainMethod):
     """
     per_client_downlink = False
     edge_uses_public = True
-    common_hparams = {"lr": 0.05, "momentum": 0.9, "n_pub": 500, "digest_steps": 20,
+    common_hparams = {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "n_pub": 500, "digest_steps": 20,
                       "digest_batch": 64, "digest_lr": 0.05, "digest_optimizer": "sgd"}
 
     def __init__(self, view, hp):
