@@ -38,7 +38,7 @@ class Shipped(api.InferMethod):
 
     def shapes(self, role=None):
         """The parameter shapes of an architecture (abstract: no array work)."""
-        md = self.view.models[role or self.role]
+        md = self.view.models[role] if role else self.model
         return jax.eval_shape(md.init, jax.ShapeDtypeStruct((2,), jnp.uint32))
 
     def teacher(self):

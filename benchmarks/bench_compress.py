@@ -22,18 +22,21 @@ SWEEPS = {
     "ptq": [{"bits": 8}, {"bits": 8, "calibrate": False}, {"bits": 4}, {"bits": 4, "calibrate": False}],
     "prune-magnitude": [{"sparsity": s} for s in (0.5, 0.7, 0.8, 0.9, 0.95)],
     "lowrank": [{"rank": r} for r in (4, 8, 16, 32)],
+    "prune-structured": [{"keep": k} for k in (0.25, 0.5, 0.75)],
+    "qat": [{"bits": 4}, {"bits": 8}],
     "kd": [{}],
     "compress.scratch": [{}],
 }
 PER_SEED = ("kd", "compress.scratch")
 
 
-def run_all(task, seeds, only=None, data_dir=None, log=print):
+def run_all(task, seeds, only=None, data_dir=None, log=print, extra=None):
     rows = []
     for method, points in SWEEPS.items():
         if only and method not in only:
             continue
         for hp in points:
+            hp = dict(hp, **(extra or {}))
             for seed in (seeds if method in PER_SEED else seeds[:1]):
                 t = time.time()
                 f = lsbench.run(task, method, seed=seed, hparams=hp, data_dir=data_dir)
@@ -67,9 +70,10 @@ def main():
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="")
+    ap.add_argument("--hp", default="{}", help="JSON merged into every point, e.g. '{\"finetune_epochs\": 0}'")
     a = ap.parse_args()
     rows = run_all(a.task, [int(s) for s in a.seeds.split(",")], [m for m in a.only.split(",") if m],
-                   os.environ.get("LSBENCH_DATA_DIR"))
+                   os.environ.get("LSBENCH_DATA_DIR"), extra=json.loads(a.hp))
     print(table(rows))
     if a.out:
         with open(a.out, "w") as f:
