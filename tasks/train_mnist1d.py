@@ -20,14 +20,15 @@ CONFIG = dict(
     tiers={"small": 0.5, "full": 1.0},
     rounds=100, clients_per_round=10, local_epochs=1.0, batch_size=32, max_local_steps=50,
     eval_every=10,
-    # The centralized reference: 20 passes over the pooled data in all (not 100: <= 3 min).
-    pooled_epochs=20,
+    # The centralized reference: 10 passes over the pooled data in all (not 100); its
+    # cloud CNN was at 0.97 test accuracy after 2, the edge MLP at 0.77 after 4 (seed 0, v3).
+    pooled_epochs=10,
     # Per edge: the parameters of the largest edge tier model (15,210 fp32 params).
     edge_budgets={"param_bytes": 4 * 15210},
 )
 
 TASK = TaskSpec(
-    name="train/mnist1d", version="3", track="train",
+    name="train/mnist1d", version="4", track="train",
     description="MNIST-1D 40k, 100 clients Dir(0.5), 10/round; MLP edge, CNN cloud, public split",
     primary_metric="edge_accuracy", target=0.55, config=CONFIG, builder=build)
 
