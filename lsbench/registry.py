@@ -260,6 +260,9 @@ def list_entries(group: str) -> dict:
         with open(tmp, "w") as f:
             json.dump({g: {n: _describe(g, o) for n, o in v.items() if _ok(g, o)} for g, v in found.items()}, f)
         os.replace(tmp, path)
+        for old in os.listdir(os.path.dirname(path)):   # listings of earlier source states
+            if old.startswith("list-") and old.endswith(".json") and old != os.path.basename(path):
+                os.remove(os.path.join(os.path.dirname(path), old))
     except (OSError, TypeError, ValueError):
         pass   # an unwritable data dir: listing still works, just not cached
     return {n: o for n, o in found[group].items() if _ok(group, o)}

@@ -257,6 +257,9 @@ def run_main():
         print("lsbench: error: interrupted (SIGINT); a run continues from its last checkpoint "
               "with --resume", file=sys.stderr)
         code = 2
+    except BrokenPipeError:   # `lsbench list | head`: the reader left; nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     sys.exit(code)
 
 
