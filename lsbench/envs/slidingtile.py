@@ -159,9 +159,10 @@ def table_plan(table, board, k: int):
 class SlidingTile:
     """The environment plus the exact solver over a distance table."""
 
-    def __init__(self, table, slip: float = 0.0):
+    def __init__(self, table, slip: float = 0.0, budget=(2, 10)):
         self.table = jnp.asarray(table)
         self.slip = float(slip)
+        self.budget = tuple(int(v) for v in budget)  # steps per episode: budget[0] x opt + budget[1]
         counts = np.bincount(np.asarray(table)[np.asarray(table) >= 0].astype(np.int64))
         self.max_depth = len(counts) - 1
         self.cum_counts = jnp.asarray(np.cumsum(counts), jnp.int32)  # states within depth d
@@ -182,7 +183,8 @@ class SlidingTile:
     # ---- environment ----------------------------------------------------------
     def reset(self, inst):
         b = jnp.asarray(inst["board"], jnp.uint8)
-        env = {"board": b, "t": jnp.int32(0), "budget": 2 * jnp.asarray(inst["opt"], jnp.int32) + 10,
+        mult, add = self.budget
+        env = {"board": b, "t": jnp.int32(0), "budget": mult * jnp.asarray(inst["opt"], jnp.int32) + add,
                "key": jnp.asarray(inst["seed"], jnp.uint32)}
         return env, {"board": b}, {"goal": jnp.asarray(GOAL)}  # the cloud's prior: the goal only
 
