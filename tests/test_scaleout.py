@@ -150,7 +150,7 @@ def test_two_processes_equal_one(tmp_path, data_dir):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     base = ["run", f"--task={TINY_TASK}", f"--method={TINY_METHOD}", f"--data_dir={data_dir}", "--platform=cpu"]
     procs = [subprocess.Popen([sys.executable, "-m", "lsbench.cli.main", *base, f"--workdir={tmp_path}/two",
-                               "--client_backend=shard", f"--coordinator=localhost:{port}",
+                               f"--coordinator=localhost:{port}",   # shard: the multi-process default
                                "--num_processes=2", f"--process_id={i}"],
                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i in range(2)]

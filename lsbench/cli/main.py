@@ -40,7 +40,7 @@ def _run_flags():
     flags.DEFINE_bool("overwrite", False, "Replace the run in --workdir (kept until the new run finishes).", **d)
     flags.DEFINE_enum("client_backend", "vmap", ["vmap", "loop", "shard"],
                       "Training clients: vmap (default), loop (debug: one jitted call per step), "
-                      "shard (client axis on a device mesh).", **d)
+                      "shard (client axis on a device mesh; the default for multi-process runs).", **d)
     flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "JAX platform (default: JAX's choice).", **d)
     flags.DEFINE_integer("max_units", None, "Debug cap on rounds/batches/chunks (the run is marked capped).", **d)
     flags.DEFINE_integer("checkpoint_every", None, "Checkpoint every N units (default: 10 per run).", **d)
@@ -100,6 +100,9 @@ def cmd_run(argv):
     from lsbench.harness import distributed
     from lsbench.harness.runner import USER_ERRORS, RunConfig, execute
     writer, workdir = distributed.is_writer(), fv.workdir
+    backend = fv.client_backend
+    if multi and not fv["client_backend"].present:
+        backend = "shard"   # several processes: clients over all of their devices
     if multi and fv.resume:
         _die("--resume is not supported for multi-process runs yet; rerun from the start with --overwrite")
     if not writer:  # process i > 0 computes its share; its own files go to a scratch dir
@@ -110,7 +113,7 @@ def cmd_run(argv):
         return _run_seeds(fv, task, hp)
     cfg = RunConfig(task=task, method=fv.method, seed=fv.seed, workdir=workdir, hparams=hp,
                     data_dir=fv.data_dir, resume=fv.resume, overwrite=fv.overwrite and writer,
-                    backend=fv.client_backend, sweep_point=fv.sweep_point, max_units=fv.max_units,
+                    backend=backend, sweep_point=fv.sweep_point, max_units=fv.max_units,
                     checkpoint_every=fv.checkpoint_every, argv=tuple(sys.argv))
     log = (lambda s: print(s, file=sys.stderr, flush=True)) if writer else (lambda s: None)
     try:
