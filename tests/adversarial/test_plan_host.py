@@ -58,3 +58,11 @@ def test_the_corridor_edge_alone_does_not_succeed(tmp_path):
     """The baseline these hostiles compete with: no messages, no success on every episode."""
     f = lsbench.run(task=TINY, method=plugin("plan_host")._Corridor, data_dir=str(tmp_path))
     assert f["costs"]["bytes_up"] == 0 and f["metrics"]["success"] < 1.0
+
+
+def test_success_after_the_episode_ends_does_not_count(tmp_path):
+    """A finished episode's state is frozen but still stepped (vmapped); a success there
+    is not a success. The attack reaches the goal only after its budget ran out."""
+    f = lsbench.run(task=TINY, method=plugin("plan_host").SucceedsAfterTheEnd, data_dir=str(tmp_path))
+    assert f["costs"]["bytes_up"] > 0 and f["metrics"]["calls_per_episode"] == 1.0
+    assert f["metrics"]["success"] == 0.0

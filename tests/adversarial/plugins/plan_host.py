@@ -96,3 +96,31 @@ class TraceTimeNumpy(_Corridor):
     def direction(self, es, obs):
         table = np.cumsum(np.random.default_rng(0).integers(0, 2, 1 << 17)) % 2
         return jnp.asarray(table, jnp.int32)[obs["p"]]
+
+
+class SucceedsAfterTheEnd(api.PlanMethod):
+    """Route 5 (timing): asks the cloud for the goal once (1 B each way), then walks to
+    one cell short of it and dawdles there until the episode's budget runs out; only
+    its first step after the end enters the goal. The loop keeps stepping a finished
+    episode's frozen state (vmapped), so if its info counted, this would score success
+    on every episode whose parity allows it without ever succeeding in time."""
+    manifest = api.Manifest(name="succeeds-after-the-end", tracks=("plan",))
+
+    def edge_start(self, es, obs):
+        return {"t": jnp.int32(0), "g": jnp.int32(-1), "start": obs["p"].astype(jnp.int32)}
+
+    def edge_query(self, es, carry, obs, rng):
+        return api.Query(carry, self.view.env.encode_up(obs), carry["g"] < 0)
+
+    def cloud_reply(self, cs, world, uplink, rng):
+        return {"g": world["g"].astype(jnp.uint8)}
+
+    def edge_act(self, es, carry, obs, inbox, rng):
+        g = jnp.where(inbox.got, inbox.msg["g"].astype(jnp.int32), carry["g"])
+        p = obs["p"].astype(jnp.int32)
+        budget = jnp.abs(g - carry["start"]) * 2 + 4  # the corridor's public budget rule
+        toward = jnp.where(g > p, 1, 0)
+        late = carry["t"] >= budget  # only true on the frozen steps after the end
+        near = jnp.abs(g - p) <= 1
+        a = jnp.where(late | ~near, toward, 1 - toward)  # short of the goal: step back
+        return dict(carry, t=carry["t"] + 1, g=g), a.astype(jnp.int32)
