@@ -55,11 +55,11 @@ def run_one(task, method, seed, root, data_dir=None, table_only=False):
     return out
 
 
-def _ms(vals, fmt="{:.3f}"):
+def _ms(vals, fmt="{:.3f}", sfmt=None):
     vals = [v for v in vals if v is not None]
     if not vals:
         return "–"
-    return (fmt + " ± " + fmt).format(float(np.mean(vals)), float(np.std(vals)))
+    return (fmt + " ± " + (sfmt or fmt)).format(float(np.mean(vals)), float(np.std(vals)))
 
 
 def _si(x):
@@ -75,17 +75,21 @@ def _to_target(runs):
 
 
 def table(task, results):
-    lines = [f"| method | seeds | edge acc | edge personal acc | cloud acc | bytes up | bytes down | bytes/round "
-             f"| edge FLOPs | cloud FLOPs | bytes to target | wall s | user CPU s |",
-             "|---" * 13 + "|"]
+    lines = [f"| method | seeds | edge acc | edge acc - local (points) | edge personal acc | cloud acc | bytes up "
+             f"| bytes down | bytes/round | edge FLOPs | cloud FLOPs | bytes to target | wall s | user CPU s |",
+             "|---" * 14 + "|"]
+    local = {r["seed"]: r["metrics"]["edge_accuracy"] for r in results.get("local") or []}
     for m, runs in results.items():
         if not runs:
-            lines.append(f"| {m} | 0 |" + " |" * 11)
+            lines.append(f"| {m} | 0 |" + " |" * 12)
             continue
         get = lambda k, src="metrics": [r[src].get(k) for r in runs]  # noqa: E731
         per_round = [(r["costs"]["bytes_up"] + r["costs"]["bytes_down"]) / max(r["units"], 1) for r in runs]
         lines.append("| " + " | ".join([
-            m, str(len(runs)), _ms(get("edge_accuracy")), _ms(get("edge_personal_accuracy")), _ms(get("cloud_accuracy")),
+            m, str(len(runs)), _ms(get("edge_accuracy")),
+            _ms([100 * (r["metrics"]["edge_accuracy"] - local[r["seed"]]) for r in runs if r["seed"] in local],
+                "{:+.1f}", "{:.1f}"),  # paired by seed
+            _ms(get("edge_personal_accuracy")), _ms(get("cloud_accuracy")),
             _si(np.mean(get("bytes_up", "costs"))), _si(np.mean(get("bytes_down", "costs"))),
             _si(np.mean(per_round)), _si(np.mean(get("edge_flops", "costs"))),
             _si(np.mean(get("cloud_flops", "costs"))), _to_target(runs),
