@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 
-def run_one(task, method, seed, out, data_dir, max_units=None):
+def run_one(task, method, seed, out, data_dir, max_units=None, report_only=False):
     from lsbench.harness.runner import RunConfig, execute
     wd = os.path.join(out, task.replace("/", "_"), method, str(seed))
     fin = os.path.join(wd, "final.json")
@@ -34,6 +34,8 @@ def run_one(task, method, seed, out, data_dir, max_units=None):
             final = json.load(f)
         if final.get("status") in ("completed", "diverged"):
             return final
+    if report_only:
+        raise FileNotFoundError(fin)
     t = time.time()
     final = execute(RunConfig(task=task, method=method, seed=seed, workdir=wd, overwrite=True,
                               data_dir=data_dir, max_units=max_units), log=lambda s: None)
@@ -59,6 +61,7 @@ def main(argv=None):
     p.add_argument("--clean_methods", default=None, help="methods run at f = 0 (default: all)")
     p.add_argument("--out", default="/tmp/lsbench_byz")
     p.add_argument("--data_dir", default=os.environ.get("LSBENCH_DATA_DIR"))
+    p.add_argument("--report_only", action="store_true", help="tabulate the finished runs under --out; run nothing")
     p.add_argument("--max_units", type=int, default=None, help="debug cap on rounds (not the default tier)")
     a = p.parse_args(argv)
     attacks = [x for x in a.attacks.split(",") if x]
@@ -73,7 +76,9 @@ def main(argv=None):
                 continue
             for s in seeds:
                 try:
-                    res[task, m, s] = run_one(task, m, s, a.out, a.data_dir, a.max_units)
+                    res[task, m, s] = run_one(task, m, s, a.out, a.data_dir, a.max_units, a.report_only)
+                except FileNotFoundError:
+                    continue
                 except Exception as e:  # noqa: BLE001 - one failed run must not stop the table
                     print(f"  {task} {m} seed={s}: FAILED {type(e).__name__}: {e}", file=sys.stderr)
 
