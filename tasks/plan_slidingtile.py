@@ -151,7 +151,7 @@ SMALL = TaskSpec(
             "train_steps": 800, "dagger_rounds": 2},
     builder=build)
 
-# The same puzzles with a learned cloud planner (~5x the edge, billed in FLOPs) instead of the
+# The same puzzles with a learned cloud planner (an MLP 256x256, ~88K params; billed in FLOPs) instead of the
 # solver. Not registered as an entry point: run it as --task=tasks.plan_slidingtile:LEARNED.
 # Results carry cloud_kind="learned"; never rank them against the solver-cloud task.
 LEARNED = TaskSpec(
