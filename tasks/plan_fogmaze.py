@@ -214,7 +214,8 @@ TASK = TaskSpec(
                 "edge sees a 5x5 window and a clipped goal vector, the cloud the published map (metered "
                 "wavefront planner). 1000 test mazes, 500 validation mazes.",
     # sweeps: the wavefront's reach; the farthest cell of the 1000 test mazes is 60 steps from its goal
-    config={**_BASE, "n": 8, "min_dist": 16, "sweeps": 80, "episodes": 1000, "val_episodes": 500, "train_mazes": 2048,
+    config={**_BASE, "n": 8, "min_dist": 16, "sweeps": 80, "episodes": 1000, "val_episodes": 500,
+            "train_mazes": 2048,
             "calib_mazes": 256, "dagger_episodes": 512, "train_steps": 3000},
     builder=build)
 

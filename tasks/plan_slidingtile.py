@@ -107,8 +107,8 @@ def build(spec, data_dir, seed):
     env = SlidingTile(table, c["slip"], c.get("budget", (2, 10)))
     gens = {}
     test = _puzzles(env, c["test_seed"], c["episodes"], c["depth_min"], c["depth_max"], gens)
-    val = disjoint(test, _puzzles(env, c["val_seed"], c["val_episodes"], c["depth_min"], c["depth_max"], gens),
-                   "board")
+    val = _puzzles(env, c["val_seed"], c["val_episodes"], c["depth_min"], c["depth_max"], gens)
+    val = disjoint(test, val, "board")
     train = _puzzles(env, c["train_seed"], c["train_puzzles"], 1, c["train_depth_max"], gens)
     calib = _puzzles(env, c["train_seed"] + 1, c["calib_puzzles"], c["depth_min"], c["depth_max"], gens)
     label = lambda inst, s: env.expert_action(s["board"])
@@ -131,7 +131,7 @@ _BASE = {"family": "plan", "env": "slidingtile", "edge_hidden": [96, 96], "edge_
 
 TASK = TaskSpec(
     name="plan/slidingtile", version="3", track="plan", tier="default", primary_metric="success",
-    description="3x3 sliding puzzle, scrambles of depth 20..60, moves slip with p=0.1, budget opt + 12 steps; "
+    description="3x3 sliding puzzle, scrambles of depth 20..60, moves slip with p=0.1, budget opt + 12; "
                 "edge MLP capped at 2K params, cloud = exact distance-table solver (metered). 1000 test, "
                 "500 validation puzzles.",
     # Calibration (measured, see README): a 17.6K-param edge solved 74.4% at 2 x opt + 10 and a
@@ -145,7 +145,8 @@ TASK = TaskSpec(
 
 SMALL = TaskSpec(
     name="plan/slidingtile-small", version="3", track="plan", tier="small", primary_metric="success",
-    description="CI tier of plan/slidingtile: scrambles of depth 12..40, 256 test and 128 validation puzzles.",
+    description="CI tier of plan/slidingtile: scrambles of depth 12..40, 256 test and 128 validation "
+                "puzzles.",
     config={**_BASE, "depth_min": 12, "depth_max": 40, "episodes": 256, "val_episodes": 128,
             "train_puzzles": 1024, "train_depth_max": 40, "calib_puzzles": 128, "dagger_episodes": 256,
             "train_steps": 800, "dagger_rounds": 2},

@@ -482,7 +482,8 @@ def test_default_tier_calibration_and_when_to_ask(task, tmp_path_factory):
     rows = []
     for hp in load_method("ask-uncertain", spec).sweep:
         m, _, _, _ = _run(task, "ask-uncertain", dd, dict(hp))
-        rows.append({"hparams": hp, "metrics": m, "validation": _OUT[(task, "ask-uncertain", str(dict(hp)))]["validation"]})
+        val = _OUT[(task, "ask-uncertain", str(dict(hp)))]["validation"]
+        rows.append({"hparams": hp, "metrics": m, "validation": val})
     cv = _OUT[(task, "cloud-only", "None")]["validation"]["calls_per_episode"]
     pick = pick_on_validation(rows, cv)
     assert pick is not None
