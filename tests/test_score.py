@@ -145,7 +145,7 @@ def test_selection_falls_back_to_test_only_without_validation_and_says_so(tmp_pa
 
 def test_spec_table_and_axes():
     assert scoring.spec_for("infer/arith-route-small", "infer").axis == "cloud_flops"
-    assert scoring.spec_for("plan/fogmaze", "plan").axis == "cloud_work"
+    assert scoring.spec_for("plan/fogmaze", "plan").axis == "cloud_flops"
     assert scoring.spec_for("train/new-task", "train").cloud_ref == ("centralized",)
     f = {"costs": {"bytes_up": 3, "bytes_down": 4, "cloud_flops": 9, "cloud_nodes": 5}, "cloud_kind": "solver",
          "derived": {"lte": {"latency_mean_s": 0.25}}, "headline_profile": "lte", "metrics": {"ms": 2.0}}
