@@ -110,13 +110,14 @@ def test_nan_inside_a_scan_stops_at_that_round(tmp_path, backend):
 
 
 def test_loop_equals_vmap_and_meters_equal_the_analytic_count(tmp_path):
-    """Stragglers, two tiers: both backends bill the same bytes and FLOPs, and
-    those equal the count from the sampled clients' real examples."""
+    """Stragglers, two tiers: the vmap, scan and loop backends bill the same bytes
+    and FLOPs, and those equal the count from the sampled clients' real examples."""
     v = _run(tmp_path, STRAGGLERS, "v")
-    lp = _run(tmp_path, STRAGGLERS, "l", backend="loop")
-    assert v["costs"] == lp["costs"]
-    for k, x in v["metrics"].items():
-        assert abs(x - lp["metrics"][k]) < 1e-5, k
+    for backend in ("loop", "scan"):
+        other = _run(tmp_path, STRAGGLERS, backend, backend=backend)
+        assert v["costs"] == other["costs"]
+        for k, x in v["metrics"].items():
+            assert abs(x - other["metrics"][k]) < 1e-5, (backend, k)
     loop = _loop(STRAGGLERS)
     clients = real_rows = 0
     for r in range(loop.num_units):

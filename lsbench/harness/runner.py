@@ -435,8 +435,8 @@ class _Run:
         spec = self.spec = load_task(cfg.task)
         cls = self.cls = load_method(cfg.method, spec)
         hp = self.hp = merge_hparams(cls, cfg.hparams)
-        if cfg.backend not in ("vmap", "loop", "shard"):
-            raise UsageError(f"--client_backend must be vmap, loop or shard, not '{cfg.backend}'")
+        if cfg.backend not in ("vmap", "scan", "loop", "shard"):
+            raise UsageError(f"--client_backend must be vmap, scan, loop or shard, not '{cfg.backend}'")
         if cfg.resume and os.path.exists(rd.final_path):
             try:
                 final = schema.load_final(rd.final_path)

@@ -38,7 +38,9 @@ masked. Client keys derive from (seed, round, tier, client id), so the
 ``loop`` (Python loops, one jitted call per step: debugging), ``vmap`` and
 ``shard`` (clients on a 1-D device mesh, padded to a multiple of the device
 count with masked clients that are never billed) backends compute the same
-thing. Edge FLOPs are billed per real example: ``client_step`` FLOPs x real
+thing; so does ``scan`` (the clients of a tier one after another inside the
+compiled round, ``lax.map``: on CPU a vmapped convolution with per-client
+weights becomes a slow grouped convolution). Edge FLOPs are billed per real example: ``client_step`` FLOPs x real
 rows / batch size, plus ``client_init`` and ``client_final`` once per client.
 
 Evaluation (``predict_edge`` on each tier's edge object, ``predict_global_edge``
@@ -326,11 +328,15 @@ class TrainLoop:
             batched = jax.tree_util.tree_map(lambda a: a[sel], batched)
         if self.backend == "shard":
             batched = _shard_clients(batched)
-        if not self.per_client:
-            batched = batched[:1] + (down,) + batched[1:]
-        d_axis = 0 if self.per_client else None
-        res = jax.vmap(functools.partial(self._client, side), in_axes=(0, d_axis, None, None, 0, 0, 0, 0, 0))(
-            batched[0], batched[1], tab["x"], tab["y"], *batched[2:])
+        def client(es, d, *rest):
+            return self._client(side, es, d, tab["x"], tab["y"], *rest)
+        if self.backend == "scan":  # one client after another (convolutions stay ungrouped)
+            res = jax.lax.map(lambda a: client(a[0], a[1] if self.per_client else down, *a[2:]),
+                              batched if self.per_client else batched[:1] + (None,) + batched[1:])
+        else:
+            if not self.per_client:
+                batched = batched[:1] + (down,) + batched[1:]
+            res = jax.vmap(client, in_axes=(0, 0 if self.per_client else None, 0, 0, 0, 0, 0))(*batched)
         if pad:
             res = jax.tree_util.tree_map(lambda a: a[:k], res)
         es2, up, ubytes, loss, ok = res
