@@ -30,9 +30,10 @@ def test_clients_are_shifted_and_pretrained_on_both_views(inst):
         assert v.pretrained is inst.cloud_view.pretrained
 
 
-@pytest.mark.parametrize("method,hp", [("fedavg-full", {}), ("fedlora", {"rank": 4}),
-                                       ("fedadapter", {"bottleneck": 8}), ("fedprompt", {}),
-                                       ("local-lora", {"rank": 4})])
+@pytest.mark.parametrize("method,hp", [
+    ("fedavg-full", {}), ("fedlora", {"rank": 4}), ("local-lora", {"rank": 4}),
+    pytest.param("fedadapter", {"bottleneck": 8}, marks=pytest.mark.slow),  # default-suite CPU budget
+    pytest.param("fedprompt", {}, marks=pytest.mark.slow)])
 def test_round_bills_exactly_the_delta(data_dir, inst, tmp_path, method, hp):
     import jax
     import lsbench
