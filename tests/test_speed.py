@@ -98,7 +98,7 @@ def test_resume_inside_a_scan_equals_uninterrupted(tmp_path):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.mark.parametrize("backend", ["vmap", "loop"])
+@pytest.mark.parametrize("backend", ["vmap", pytest.param("loop", marks=pytest.mark.slow)])
 def test_nan_inside_a_scan_stops_at_that_round(tmp_path, backend):
     """NaN from round 4 on (inside the 6-round scan): 4 rows, diverged, 4 rounds billed."""
     f = _run(tmp_path, ONE_CHUNK, backend, method=NAN, backend=backend)
@@ -109,15 +109,22 @@ def test_nan_inside_a_scan_stops_at_that_round(tmp_path, backend):
     assert f["costs"]["messages"] == 2 * 4 * clients
 
 
-def test_loop_equals_vmap_and_meters_equal_the_analytic_count(tmp_path):
+@pytest.mark.slow
+def test_loop_and_scan_backends_equal_vmap(tmp_path):
     """Stragglers, two tiers: the vmap, scan and loop backends bill the same bytes
-    and FLOPs, and those equal the count from the sampled clients' real examples."""
+    and FLOPs and reach the same metrics."""
     v = _run(tmp_path, STRAGGLERS, "v")
     for backend in ("loop", "scan"):
         other = _run(tmp_path, STRAGGLERS, backend, backend=backend)
         assert v["costs"] == other["costs"]
         for k, x in v["metrics"].items():
             assert abs(x - other["metrics"][k]) < 1e-5, (backend, k)
+
+
+def test_meters_equal_the_analytic_count(tmp_path):
+    """Stragglers, two tiers: bytes and edge FLOPs billed == the count from the
+    sampled clients' real examples (padding and masked rows never billed)."""
+    v = _run(tmp_path, STRAGGLERS, "v")
     loop = _loop(STRAGGLERS)
     clients = real_rows = 0
     for r in range(loop.num_units):
@@ -144,6 +151,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_shard_backend_equals_vmap_on_four_devices():
     """Clients on a 4-device mesh (host devices), 5 clients per tier: padded to 8
     with masked clients that are never billed; the same costs and metrics as vmap."""
