@@ -60,7 +60,7 @@ from jax.extend import core as jcore
 
 from lsbench import api
 from lsbench.errors import PluginError
-from lsbench.harness.trees import finite as _finite, nbytes as _nbytes, where as _tree_where
+from lsbench.harness.trees import finite as _finite, nbytes as _nbytes
 from lsbench.metering.channel import Channel
 from lsbench.task import TrainInstance
 
