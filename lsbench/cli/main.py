@@ -38,8 +38,9 @@ def _run_flags():
     flags.DEFINE_string("data_dir", None, "Data and model cache (default $LSBENCH_DATA_DIR or ~/.cache/lsbench).", **d)
     flags.DEFINE_bool("resume", False, "Continue an interrupted run in --workdir from its last checkpoint.", **d)
     flags.DEFINE_bool("overwrite", False, "Replace the run in --workdir (kept until the new run finishes).", **d)
-    flags.DEFINE_enum("client_backend", "vmap", ["vmap", "loop", "shard"],
+    flags.DEFINE_enum("client_backend", "vmap", ["vmap", "loop", "scan", "shard"],
                       "Training clients: vmap (default), loop (debug: one jitted call per step), "
+                      "scan (a tier's clients one after another inside the round program: less memory), "
                       "shard (client axis on a device mesh; the default for multi-process runs).", **d)
     flags.DEFINE_enum("platform", None, ["cpu", "gpu", "tpu"], "JAX platform (default: JAX's choice).", **d)
     flags.DEFINE_integer("max_units", None, "Debug cap on rounds/batches/chunks (the run is marked capped).", **d)
