@@ -25,7 +25,11 @@ class FedMD(kd.PublicExchange):
     manifest = api.Manifest(
         name="fedmd", tracks=("train",), description="heterogeneous models exchange public-set class scores",
         paper="Li & Wang, FedMD: Heterogenous Federated Learning via Model Distillation, 2019")
-    default_hparams = dict(kd.PublicExchange.common_hparams, digest_lr=0.002)
+    # Adam in both phases, as FedMD's reference code (recalled, not re-read). Chosen on
+    # validation: train/digits seeds 0/1/2, mean validation edge accuracy 0.411 vs 0.384
+    # with SGD (momentum 0.9, lr 0.05 private, 0.002 digest).
+    default_hparams = dict(kd.PublicExchange.common_hparams, optimizer="adam", lr=0.003,
+                           digest_optimizer="adam", digest_lr=0.001)
     sweep = ({"n_pub": 100}, {"digest_lr": 0.01})  # n_pub <= every public split: always distinct
 
     def digest_loss(self, logits, target):
