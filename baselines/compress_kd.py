@@ -24,7 +24,9 @@ class KD(Shipped):
         description="Hinton distillation of the cloud model into the student architecture",
         paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015")
     role = "edge"
-    default_hparams = {"T": 4.0, "alpha": 0.9, "epochs": 10, "lr": 3e-3, "batch": 64}
+    # T = 2, alpha = 0.5: the point of the sweep with the best validation accuracy on
+    # compress/shapes-small (3 seeds: 0.426 vs 0.389 for T = 4, alpha = 0.9).
+    default_hparams = {"T": 2.0, "alpha": 0.5, "epochs": 10, "lr": 3e-3, "batch": 64}
     sweep = ({"T": 2.0, "alpha": 0.5}, {"T": 2.0, "alpha": 0.9}, {"T": 4.0, "alpha": 0.5},
              {"T": 4.0, "alpha": 0.9}, {"T": 8.0, "alpha": 0.9})
 
