@@ -20,15 +20,16 @@ CONFIG = dict(
     tiers={"small": 0.5, "full": 1.0},
     rounds=100, clients_per_round=10, local_epochs=1.0, batch_size=32, max_local_steps=50,
     eval_every=10,
-    # The centralized reference: 10 passes over the pooled data in all (not 100); its
-    # cloud CNN was at 0.97 test accuracy after 2, the edge MLP at 0.77 after 4 (seed 0, v3).
-    pooled_epochs=10,
+    # The centralized reference: 5 passes over the pooled data in all (not 100). Version 4
+    # (10 passes) took 241 CPU-seconds, over 3 minutes; at 5 passes its edge MLP was at
+    # 0.776 and its cloud CNN at 0.965 test accuracy (0.823 / 0.970 after 10; seed 0).
+    pooled_epochs=5,
     # Per edge: the parameters of the largest edge tier model (15,210 fp32 params).
     edge_budgets={"param_bytes": 4 * 15210},
 )
 
 TASK = TaskSpec(
-    name="train/mnist1d", version="4", track="train",
+    name="train/mnist1d", version="5", track="train",
     description="MNIST-1D 40k, 100 clients Dir(0.5), 10/round; MLP edge, CNN cloud, public split",
     primary_metric="edge_accuracy", target=0.55, config=CONFIG, builder=build)
 
