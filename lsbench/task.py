@@ -74,6 +74,11 @@ class TrainInstance:
     # ``validation``; the suite selects on it. None: the task has none.
     global_val_x: Any = None
     global_val_y: Any = None
+    # Each client's own validation rows, padded like test (tasks whose primary metric is
+    # personal: edge_personal_accuracy is then reported on validation too). None: none.
+    val_x: Any = None
+    val_y: Any = None
+    val_n: Any = None
     # The centralized reference's passes over the pooled training data, in all, spread
     # evenly over the rounds (keeps the reference's cost bounded); None: ``local_epochs``
     # per round, like one client.
@@ -89,6 +94,8 @@ class TrainInstance:
                "global_test_y": self.global_test_y}
         if self.global_val_x is not None:
             out.update(global_val_x=self.global_val_x, global_val_y=self.global_val_y)
+        if self.val_x is not None:
+            out.update(val_x=self.val_x, val_y=self.val_y)
         if self.attack is not None:  # who is malicious (as a mask and as ids)
             out.update(self.attack.hidden())
         return out

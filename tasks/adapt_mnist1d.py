@@ -14,7 +14,10 @@ a *source* set (``source_frac``, untransformed: the pretraining data, which no
 method sees) and the clients' pool (Dirichlet partition with local test
 splits). The global test set is the MNIST-1D test split with each example
 shifted by client (i mod C)'s transform (the clients' population); the
-validation set likewise. The pretrained backbone is cached by its recipe.
+validation set likewise. Each client's local test rows are halved into its
+personal validation rows (``TrainInstance.val_x``: ``validation`` then holds
+``edge_personal_accuracy`` too, so selection never reads test) and its personal
+test rows. The pretrained backbone is cached by its recipe.
 
 Quality: ``edge_personal_accuracy`` (each client's own model on its own test
 data; primary), global ``edge_accuracy`` too. Edge budget: ``param_bytes`` =
@@ -76,11 +79,19 @@ def build(spec, data_dir, seed):
     part = partition.make("dirichlet", py, C, spec.version, seed, alpha=cfg["alpha"],
                           test_frac=cfg["test_frac"])
     t = transforms(spec.version, C, cfg["max_shift"])
+    # Each client's local test rows are halved: its personal validation rows and its personal test rows.
+    rv = partition.rng_for(spec.version, seed, "adapt-personal-val")
+    pv, pt = [], []
+    for idx in part.test:
+        idx = rv.permutation(np.asarray(idx, np.int64))
+        pv.append(np.sort(idx[: len(idx) // 2]))
+        pt.append(np.sort(idx[len(idx) // 2:]))
     X, Y, N = pad_clients(px, py, part.train)
-    TX, TY, TN = pad_clients(px, py, part.test)
-    X, TX = X.astype(np.float32), TX.astype(np.float32)
+    TX, TY, TN = pad_clients(px, py, pt)
+    VX, VY, VN = pad_clients(px, py, pv)
+    X, TX, VX = X.astype(np.float32), TX.astype(np.float32), VX.astype(np.float32)
     for c in range(C):
-        X[c], TX[c] = transform(X[c], t, c), transform(TX[c], t, c)
+        X[c], TX[c], VX[c] = transform(X[c], t, c), transform(TX[c], t, c), transform(VX[c], t, c)
 
     def population(x):
         return np.stack([transform(x[i], t, i % C) for i in range(len(x))])
@@ -97,7 +108,7 @@ def build(spec, data_dir, seed):
         edge_views=edge_views, cloud_view=cloud_view,
         train_x=X, train_y=Y, train_n=N, test_x=TX, test_y=TY, test_n=TN,
         global_test_x=population(ds.test_x), global_test_y=ds.test_y,
-        global_val_x=population(ds.x[val]), global_val_y=ds.y[val],
+        global_val_x=population(ds.x[val]), global_val_y=ds.y[val], val_x=VX, val_y=VY, val_n=VN,
         client_tier=np.zeros(C, np.int32), tiers=("full",),
         rounds=int(cfg["rounds"]), clients_per_round=int(cfg["clients_per_round"]),
         local_epochs=float(cfg["local_epochs"]), batch_size=int(cfg["batch_size"]),
@@ -124,13 +135,13 @@ def _config(**kw):
 
 
 TASK = TaskSpec(
-    name="adapt/mnist1d", version="1", track="train",
+    name="adapt/mnist1d", version="2", track="train",
     description="adapt a pretrained MLP to 50 clients with label skew and a personal signal "
                 "transform; personal accuracy",
     primary_metric="edge_personal_accuracy", config=_config(), builder=build)
 
 SMALL = TaskSpec(
-    name="adapt/mnist1d-small", version="1", track="train", tier="small",
+    name="adapt/mnist1d-small", version="2", track="train", tier="small",
     description="adapt/mnist1d's CI tier (MNIST-1D 4k, 10 clients, 8 rounds)",
     primary_metric="edge_personal_accuracy",
     config=_config(data={"size": "default"}, hidden=(384, 384), clients=10, clients_per_round=5,

@@ -47,6 +47,7 @@ def test_round_bills_exactly_the_delta(data_dir, inst, tmp_path, method, hp):
     f = lsbench.run(TASK, method, hparams=hp, data_dir=data_dir, workdir=str(tmp_path / "r"),
                     max_units=1)
     c, C = f["costs"], len(inst.train_n)
+    assert "edge_personal_accuracy" in f["validation"]  # the primary (personal) metric has a validation twin
     k = inst.clients_per_round
     assert c["setup_bytes_down"] == nbytes(pre) * C
     if method.startswith("local"):
@@ -69,3 +70,16 @@ def test_fedlora_r4_bytes_and_personal_accuracy(data_dir, tmp_path):
     assert per_round(lo) <= 0.05 * per_round(full)
     m_full, m_lo = full["metrics"]["edge_personal_accuracy"], lo["metrics"]["edge_personal_accuracy"]
     assert m_lo >= m_full - 0.03, (m_lo, m_full)
+
+
+def test_personal_validation_is_each_clients_own_and_disjoint_from_test(inst):
+    """Selection on a personal metric reads validation: each client's val rows are its own
+    (same transform, same client) and share no row with its test rows."""
+    assert inst.val_x is not None and inst.val_x.shape[0] == inst.test_x.shape[0]
+    for c in range(len(inst.train_n)):
+        val = {r.tobytes() for r in inst.val_x[c, : inst.val_n[c]]}
+        test = {r.tobytes() for r in inst.test_x[c, : inst.test_n[c]]}
+        assert not val & test
+    assert inst.val_n.sum() > 0 and abs(int(inst.val_n.sum()) - int(inst.test_n.sum())) <= len(inst.train_n)
+    hidden = inst.hidden()
+    assert "val_x" in hidden and "val_y" in hidden  # no side may hold them

@@ -128,11 +128,15 @@ def pooled_view(inst: TrainInstance) -> TrainInstance:
         return dataclasses.replace(v, tiers=(tier,), tier_width={tier: v.tier_width.get(tier, 1.0)},
                                    num_clients=1, clients_per_round=1, max_local_steps=steps,
                                    stragglers=0.0, max_client_n=n)
+    val = {}
+    if inst.val_x is not None:  # the clients' own validation rows, pooled like their test rows
+        px = cat(inst.val_x, inst.val_n)
+        val = dict(val_x=px, val_y=cat(inst.val_y, inst.val_n), val_n=np.array([px.shape[1]]))
     return dataclasses.replace(
         inst, edge_views={tier: view(inst.edge_views[tier])}, cloud_view=view(inst.cloud_view),
         train_x=tx, train_y=ty, train_n=np.array([n]), test_x=vx, test_y=vy,
         test_n=np.array([vx.shape[1]]), client_tier=np.zeros(1, np.int32), tiers=(tier,),
-        clients_per_round=1, max_local_steps=steps, straggler_fraction=0.0)
+        clients_per_round=1, max_local_steps=steps, straggler_fraction=0.0, **val)
 
 
 def edge_public_view(inst: TrainInstance) -> TrainInstance:
@@ -770,8 +774,9 @@ class TrainLoop:
                 metrics["best_" + k] = max(vals)
         if rows:
             metrics["train_loss"] = rows[-1].get("train_loss")
-        validation = {k[4:]: last[k] for k in ("val_edge_accuracy", "val_cloud_accuracy") if k in last}
-        for k in ("val_edge_accuracy", "val_cloud_accuracy"):
+        vkeys = ("val_edge_accuracy", "val_edge_personal_accuracy", "val_cloud_accuracy")
+        validation = {k[4:]: last[k] for k in vkeys if k in last}
+        for k in vkeys:
             vals = [r[k] for r in rows if r.get(k) is not None]
             if vals:
                 validation["best_" + k[4:]] = max(vals)
@@ -817,17 +822,13 @@ class TrainLoop:
         inst = self.inst
         gx, gy = jnp.asarray(inst.global_test_x), jnp.asarray(inst.global_test_y)
         g_edge, g_cloud = self._cloud_eval(state["cloud"])
-        out, hits, total, client_acc = {}, 0.0, 0, []
+        out, client_acc = {}, []
         for t in self.tiers:
-            personal, on_global = self._eval_fns(t, state["cloud"])
-            ids = self.members[t]
-            tn = np.asarray(inst.test_n)[ids]
-            hits += float(np.asarray(personal(state["edge"][t], jnp.asarray(inst.test_x[ids]),
-                                              jnp.asarray(inst.test_y[ids]), jnp.asarray(tn))).sum())
-            total += int(tn.sum())
             if g_edge is None:
-                client_acc.append(np.asarray(on_global(state["edge"][t], gx, gy)))
-        out["edge_personal_accuracy"] = hits / max(total, 1)
+                client_acc.append(np.asarray(self._eval_fns(t, state["cloud"])[1](state["edge"][t], gx, gy)))
+        out["edge_personal_accuracy"] = self._personal(state, inst.test_x, inst.test_y, inst.test_n)
+        if inst.val_x is not None:  # each client's own validation rows
+            out["val_edge_personal_accuracy"] = self._personal(state, inst.val_x, inst.val_y, inst.val_n)
         out["edge_accuracy"] = (float(g_edge(state["cloud"], gx, gy)) if g_edge is not None
                                 else float(np.concatenate(client_acc).mean()))
         if g_cloud is not None:
@@ -845,6 +846,18 @@ class TrainLoop:
         if inst.attack is not None:  # attack metrics, e.g. the backdoor's success rate (attack_*)
             out.update(inst.attack.evaluate(self, state))
         return out
+
+    def _personal(self, state, xs, ys, ns) -> float:
+        """Accuracy of each client's edge model on its own rows (padded ``[C, n, ...]``), pooled."""
+        hits, total = 0.0, 0
+        for t in self.tiers:
+            personal = self._eval_fns(t, state["cloud"])[0]
+            ids = self.members[t]
+            n = np.asarray(ns)[ids]
+            hits += float(np.asarray(personal(state["edge"][t], jnp.asarray(xs[ids]), jnp.asarray(ys[ids]),
+                                              jnp.asarray(n))).sum())
+            total += int(n.sum())
+        return hits / max(total, 1)
 
     def is_eval_unit(self, r):
         return (r + 1) % self.inst.eval_every == 0 or r + 1 == self.num_units
