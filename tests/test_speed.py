@@ -196,3 +196,5 @@ def test_seed_batched_runs_equal_separate_runs(tmp_path, monkeypatch):
         assert all(r["bytes_up"] == q["bytes_up"] and abs(r["train_loss"] - q["train_loss"]) < 1e-5
                    for r, q in zip(rows_b, rows_a))
     assert batched[0]["costs"] != batched[1]["costs"]  # the seeds sampled different clients
+    # ... yet they are one point: the leaderboard groups them in one row (the partition differs per seed)
+    assert len({f["fingerprint_id"] for f in batched}) == 1

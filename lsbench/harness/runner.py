@@ -688,8 +688,15 @@ def fingerprint(spec, cls, hp, seed, inst) -> dict:
             "data": {k: v for k, v in sorted(hashes.items())}, "lsbench_version": __version__}
 
 
+# Hashes that are a function of (task version, seed): the seeds of one point differ in them.
+PER_SEED_HASHES = ("partition",)
+
+
 def fingerprint_id(fp: dict, with_seed: bool = False) -> str:
+    """A run's identity; without the seed it groups the seeds of one point (the leaderboard's rows)."""
     body = {k: v for k, v in fp.items() if with_seed or k != "seed"}
+    if not with_seed and isinstance(body.get("data"), dict):
+        body["data"] = {k: v for k, v in body["data"].items() if k not in PER_SEED_HASHES}
     blob = json.dumps(body, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

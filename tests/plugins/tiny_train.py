@@ -48,7 +48,7 @@ def build(spec, data_dir, seed):
         rounds=cfg["rounds"], clients_per_round=cfg["clients_per_round"],
         local_epochs=cfg["local_epochs"], batch_size=cfg["batch_size"],
         max_local_steps=cfg["max_local_steps"], eval_every=cfg["eval_every"],
-        straggler_fraction=cfg.get("stragglers", 0.0), hashes={"data": "tiny-v1"},
+        straggler_fraction=cfg.get("stragglers", 0.0), hashes={"data": "tiny-v1", "partition": f"tiny-{seed}"},  # as real tasks: per seed
         edge_budgets=dict(cfg.get("edge_budgets", {})))
 
 
