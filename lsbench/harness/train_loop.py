@@ -820,31 +820,30 @@ class TrainLoop:
 
     def evaluate(self, state):
         inst = self.inst
-        gx, gy = jnp.asarray(inst.global_test_x), jnp.asarray(inst.global_test_y)
-        g_edge, g_cloud = self._cloud_eval(state["cloud"])
-        out, client_acc = {}, []
-        for t in self.tiers:
-            if g_edge is None:
-                client_acc.append(np.asarray(self._eval_fns(t, state["cloud"])[1](state["edge"][t], gx, gy)))
+        out = self._global(state, inst.global_test_x, inst.global_test_y)
         out["edge_personal_accuracy"] = self._personal(state, inst.test_x, inst.test_y, inst.test_n)
+        if inst.global_val_x is not None:  # the same global metrics on the validation split
+            val = self._global(state, inst.global_val_x, inst.global_val_y)
+            out.update({"val_" + k: v for k, v in val.items()})
         if inst.val_x is not None:  # each client's own validation rows
             out["val_edge_personal_accuracy"] = self._personal(state, inst.val_x, inst.val_y, inst.val_n)
-        out["edge_accuracy"] = (float(g_edge(state["cloud"], gx, gy)) if g_edge is not None
-                                else float(np.concatenate(client_acc).mean()))
-        if g_cloud is not None:
-            out["cloud_accuracy"] = float(g_cloud(state["cloud"], gx, gy))
-        if inst.global_val_x is not None:  # the same global metrics on the validation split
-            vx, vy = jnp.asarray(inst.global_val_x), jnp.asarray(inst.global_val_y)
-            if g_edge is not None:
-                out["val_edge_accuracy"] = float(g_edge(state["cloud"], vx, vy))
-            else:
-                out["val_edge_accuracy"] = float(np.concatenate(
-                    [np.asarray(self._eval_fns(t, state["cloud"])[1](state["edge"][t], vx, vy))
-                     for t in self.tiers]).mean())
-            if g_cloud is not None:
-                out["val_cloud_accuracy"] = float(g_cloud(state["cloud"], vx, vy))
         if inst.attack is not None:  # attack metrics, e.g. the backdoor's success rate (attack_*)
             out.update(inst.attack.evaluate(self, state))
+        return out
+
+    def _global(self, state, x, y) -> dict:
+        """``edge_accuracy`` (the global edge model's, else the mean of the clients' models) and
+        ``cloud_accuracy`` (where the method has a cloud model) on one global split."""
+        x, y = jnp.asarray(x), jnp.asarray(y)
+        g_edge, g_cloud = self._cloud_eval(state["cloud"])
+        if g_edge is not None:
+            out = {"edge_accuracy": float(g_edge(state["cloud"], x, y))}
+        else:
+            out = {"edge_accuracy": float(np.concatenate(
+                [np.asarray(self._eval_fns(t, state["cloud"])[1](state["edge"][t], x, y))
+                 for t in self.tiers]).mean())}
+        if g_cloud is not None:
+            out["cloud_accuracy"] = float(g_cloud(state["cloud"], x, y))
         return out
 
     def _personal(self, state, xs, ys, ns) -> float:
