@@ -49,3 +49,9 @@ def test_hidden_test_labels_are_refused_on_either_side():
 def test_the_clouds_public_split_is_refused_on_an_edge_that_did_not_declare_it():
     msg = _refused("PublicForFree")
     assert msg.startswith("edge function") and "client_final" in msg and "cloud view/public" in msg
+
+
+def test_hidden_validation_labels_are_refused():
+    """Selection reads validation, so its labels are hidden task data like the test labels."""
+    msg = _refused("ValidationLabels")
+    assert msg.startswith("edge function") and "predict_edge" in msg and "global_val_y" in msg

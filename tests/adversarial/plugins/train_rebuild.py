@@ -82,3 +82,17 @@ class PublicForFree(_Thief):
 
     def cloud_update(self, cloud, rnd, rng):
         return super().cloud_update(cloud, rnd._replace(messages=rnd.messages["p"]), rng)
+
+
+class ValidationLabels(_Thief):
+    """Answers the validation split from its hidden labels: the suite and the board select
+    operating points on validation, so a method that games it would be selected."""
+
+    def predict_edge(self, p, x):
+        vy = jnp.asarray(self.inst().global_val_y)
+        if x.shape[0] == vy.shape[0]:
+            return jax.nn.one_hot(vy, self.view.num_classes) * 100.0
+        return super().predict_edge(p, x)
+
+    def predict_global_edge(self, cloud, x):
+        return None
