@@ -1,0 +1,199 @@
+"""debate and self-consistency: K edge agents deliberate over R message rounds,
+or one agent draws K (R + 1) samples; either team asks the cloud when it disagrees.
+
+**One sample** is one forward pass of an agent's policy (``view.models['edge']``,
+stepped through its memory when it has one) with its own weight noise: every
+output unit of every layer is scaled by 1 + ``noise`` x N(0, 1) (rank-1
+multiplicative noise, one draw per unit, so each sample is a different network
+and needs its own pass; 0: none), and a vote is drawn from the logits at
+temperature ``temp`` (Gumbel-max; 0: argmax). Both methods pay the same per sample.
+
+**debate** (``agents`` = K, ``rounds`` = R): agent i runs ensemble member
+``i mod M`` (``view.params['edge_ensemble']``, M members). Round 0: each agent
+samples; its belief is its logits. Rounds 1..R: each agent broadcasts its
+belief as a distribution quantized to uint8 per action (A bytes; one
+transmission heard by its K - 1 peers), then samples again and updates
+
+    b_i <- log_softmax(fresh_i) + trust_i * mean_{j != i} log(m_j / 255 + 1e-3)
+
+(one [K, K] x [K, A] product with a zero diagonal: counted by the FLOP meter),
+where m_j is exactly the billed message. Then every agent votes (temperature
+``temp``); the K - 1 peers send their votes (1 uint8 each) to the acting agent,
+which takes the majority (ties: the mean belief) and asks the cloud for ``k``
+actions when the top action holds fewer than ``agree`` x K votes. Peer bytes
+per active step: ``R * K * A + (K - 1)`` (``Query.peer``; the harness bills it).
+
+**ensemble** is debate with R = 0, no noise, temperature 0 and K = M (the task's
+members): K argmax votes, K - 1 peer bytes per step (its behaviour before
+debate existed, and its name and sweep).
+
+**self-consistency** (``agents`` = K, ``rounds`` = R): N = K (R + 1) samples of
+ONE agent (member 0), no messages (peer bytes 0), majority vote, the cloud
+when fewer than ``agree`` x N agree. Equal-compute rule: N forward passes per
+step = debate's K (R + 1); the edge FLOPs differ only by debate's mixing
+products (R x 2 K^2 A per step; ``tests/test_debate.py`` bounds the gap).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from baselines.plan_reference import Buffered
+from lsbench import api
+from lsbench.models import policies
+
+QUANT = 255.0  # a belief travels as uint8 per action
+# agree level x vote temperature: the same grid for debate and self-consistency
+SWEEP = tuple({"agree": a, "temp": t} for a in (0.6, 1.0) for t in (0.0, 1.0))
+
+
+def init_memory(model):
+    """The policy's memory at an episode's start ((0,) for a memory-less policy)."""
+    f = getattr(policies, "init_memory", None)
+    return jnp.zeros((0,), jnp.float32) if f is None else f(model)
+
+
+def policy_step(model, params, mem, obs):
+    """(logits, memory) of one step of the edge policy, MLP or recurrent."""
+    f = getattr(policies, "policy_step", None)
+    return (model.apply(params, obs), mem) if f is None else f(model, params, mem, obs)
+
+
+def vote_logits(votes, p):
+    """Majority vote as logits: log(count + 1e-3 p); ties broken by mean probability ``p``."""
+    counts = jnp.zeros(p.shape[0]).at[votes].add(1.0)
+    return jnp.log(counts + 1e-3 * p)
+
+
+class Team(Buffered):
+    """Shared by debate and self-consistency: samples, votes, the disagreement trigger."""
+    default_hparams = {"k": 4, "agree": 1.0, "agents": 3, "rounds": 0, "trust": 1.0, "temp": 0.0,
+                       "noise": 0.1, "flush": True}
+
+    @property
+    def K(self) -> int:
+        return int(self.hp["agents"]) or int(self.view.ensemble)
+
+    @property
+    def R(self) -> int:
+        return int(self.hp["rounds"])
+
+    def voters(self) -> int:
+        return self.K
+
+    def edge_start(self, es, obs):
+        mem = init_memory(self.view.models["edge"])
+        n = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
+        return dict(super().edge_start(es, obs), mem_k=jnp.broadcast_to(mem, (n,) + mem.shape))
+
+    def samples(self, params, mems, obs, rng):
+        """One forward pass per row of the stacked ``params`` (own memory, own weight noise):
+        (logits [n, A], memories [n, ...])."""
+        model, noise = self.view.models["edge"], float(self.hp["noise"])
+
+        def one(p, m, key):
+            leaves, tdef = jax.tree_util.tree_flatten(p)
+            ks = jax.random.split(key, len(leaves))
+            p = jax.tree_util.tree_unflatten(tdef, [
+                w * (1.0 + noise * jax.random.normal(kk, w.shape[-1:], w.dtype)) for w, kk in zip(leaves, ks)])
+            return policy_step(model, p, m, obs)
+
+        if noise <= 0:  # no noise: no keys either (the ensemble's program exactly)
+            return jax.vmap(lambda p, m: policy_step(model, p, m, obs))(params, mems)
+        n = jax.tree_util.tree_leaves(params)[0].shape[0]
+        return jax.vmap(one)(params, mems, jax.random.split(rng, n))
+
+    def vote(self, logits, rng):
+        """Each row's vote: argmax at temperature 0, else a Gumbel-max sample at ``temp``."""
+        temp = float(self.hp["temp"])
+        if temp <= 0:
+            return jnp.argmax(logits, -1)
+        return jnp.argmax(logits / temp + jax.random.gumbel(rng, logits.shape), -1)
+
+    def trigger(self, es, carry, obs, logits, rng):
+        return jnp.exp(logits).max() < float(self.hp["agree"]) * self.voters() - 1e-3
+
+
+class Debate(Team):
+    manifest = api.Manifest(name="debate", tracks=("plan",),
+                            description="K edge agents (ensemble members) exchange quantized beliefs over "
+                                        "R rounds (peer bytes metered), then vote; disagreement asks the "
+                                        "cloud for k actions")
+    default_hparams = {**Team.default_hparams, "rounds": 1}
+    sweep = SWEEP
+
+    def edge_setup(self, rng):
+        """(edge) Holds the M members (``view.params['edge_ensemble']``); agent i runs member i mod M."""
+        return {"policy": self.view.params["edge_ensemble"]}, {}
+
+    def edge_start(self, es, obs):
+        c = super().edge_start(es, obs)
+        M = c["mem_k"].shape[0]
+        return dict(c, mem_k=c["mem_k"][np.arange(self.K) % M]) if self.K != M else c
+
+    def _trust(self):
+        t = np.broadcast_to(np.asarray(self.hp["trust"], np.float32), (self.K,))
+        return jnp.asarray(t)
+
+    def deliberate(self, es, carry, obs, rng):
+        """(votes [K], mean belief [A], messages uint8 [R, K, A], agents' memories)."""
+        K, R = self.K, self.R
+        M = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
+        agents = es["policy"] if K == M else jax.tree_util.tree_map(lambda a: a[np.arange(K) % M],
+                                                                  es["policy"])
+        keys = jax.random.split(rng, R + 2)
+        belief, mem = self.samples(agents, carry["mem_k"], obs, keys[0])
+        mix = jnp.asarray((1.0 - np.eye(K)) / max(K - 1, 1), jnp.float32) * self._trust()[:, None]
+        sent = []
+        for r in range(1, R + 1):
+            msg = jnp.round(jax.nn.softmax(belief) * QUANT).astype(jnp.uint8)  # what is billed ...
+            sent.append(msg)
+            heard = jnp.log(msg.astype(jnp.float32) / QUANT + 1e-3)           # ... is what peers read
+            fresh, _ = self.samples(agents, carry["mem_k"], obs, keys[r])
+            belief = jax.nn.log_softmax(jax.nn.log_softmax(fresh) + mix @ heard)
+        votes = self.vote(belief, keys[R + 1])
+        msgs = jnp.stack(sent) if sent else jnp.zeros((0, K, belief.shape[-1]), jnp.uint8)
+        return votes, jax.nn.softmax(belief).mean(0), msgs, mem
+
+    def edge_query(self, es, carry, obs, rng):
+        votes, p, msgs, mem = self.deliberate(es, carry, obs, rng)
+        q = self.query_from(es, dict(carry, mem_k=mem), obs, rng, vote_logits(votes, p))
+        peer = {"votes": votes[1:].astype(jnp.uint8)}
+        if self.R:
+            peer["beliefs"] = msgs
+        return q._replace(peer=peer)
+
+
+class Ensemble(Debate):
+    manifest = api.Manifest(name="ensemble", tracks=("plan",),
+                            description="K edge agents vote (peer votes metered edge<->edge); "
+                                        "disagreement asks the cloud for k actions (debate with R = 0)")
+    default_hparams = {**Team.default_hparams, "agents": 0, "rounds": 0, "noise": 0.0}
+    # with K = 3: agree <= 2/3 asks only when all three differ; agree = 1 when any differs
+    sweep = ({"agree": 0.6}, {"agree": 1.0})
+
+
+class SelfConsistency(Team):
+    manifest = api.Manifest(name="self-consistency", tracks=("plan",),
+                            description="K (R + 1) temperature samples of one edge agent, no messages, "
+                                        "majority vote; disagreement asks the cloud (debate's compute)")
+    default_hparams = {**Team.default_hparams, "temp": 1.0}
+    sweep = SWEEP
+
+    def voters(self) -> int:
+        return self.K * (self.R + 1)
+
+    def edge_setup(self, rng):
+        """(edge) Holds one agent: member 0 (``view.params['edge']``), stacked as a team of one."""
+        return {"policy": jax.tree_util.tree_map(lambda a: a[None], self.view.params["edge"])}, {}
+
+    def edge_query(self, es, carry, obs, rng):
+        N = self.voters()
+        k1, k2 = jax.random.split(rng)
+        params = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (N,) + a.shape[1:]), es["policy"])
+        mems = jnp.broadcast_to(carry["mem_k"], (N,) + carry["mem_k"].shape[1:])
+        logits, mem = self.samples(params, mems, obs, k1)
+        votes = self.vote(logits, k2)
+        p = jax.nn.softmax(logits).mean(0)
+        return self.query_from(es, dict(carry, mem_k=mem[:1]), obs, rng, vote_logits(votes, p))
