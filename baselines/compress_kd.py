@@ -20,7 +20,7 @@ from baselines.compress_common import Shipped
 
 class KD(Shipped):
     manifest = api.Manifest(
-        name="kd", tracks=("infer",), applies_to=("compress",),
+        name="kd", tracks=("infer",), applies_to=("compress", "compress-lm"),
         description="Hinton distillation of the cloud model into the student architecture",
         paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015")
     role = "edge"
@@ -45,7 +45,7 @@ class KD(Shipped):
 
 class Scratch(KD):
     manifest = api.Manifest(
-        name="scratch", tracks=("infer",), applies_to=("compress",), reference="edge-only",
+        name="scratch", tracks=("infer",), applies_to=("compress", "compress-lm"), reference="edge-only",
         description="the student architecture trained on the same data without a teacher "
                     "(kd's recipe with alpha = 0)")
     default_hparams = dict(KD.default_hparams, alpha=0.0)
@@ -54,7 +54,7 @@ class Scratch(KD):
 
 class CloudModel(Shipped):
     manifest = api.Manifest(
-        name="cloud-model", tracks=("infer",), applies_to=("compress",), reference="cloud-only",
+        name="cloud-model", tracks=("infer",), applies_to=("compress", "compress-lm"), reference="cloud-only",
         description="the fp32 cloud model shipped whole (over the edge budget: plotted, not ranked)")
 
     def derive(self, rng):
