@@ -246,10 +246,15 @@ class PlanEnv:
 class Planner:
     """The cloud's planner (cloud view only): ``plan(params, world, uplink, k) ->
     int32[k]`` (the next k actions from the state the uplink encodes);
-    ``kind`` is ``solver`` or ``learned``; ``params`` a learned planner's."""
+    ``kind`` is ``solver`` or ``learned``; ``params`` a learned planner's.
+    ``subgoals(params, world, uplink, n) -> {"cell": int32[n], "tag": int32[n]}``
+    (planner -> executor tasks, e.g. plan/keydoor: the next n subgoal cells on the
+    planner's path, ``row * view.budgets["grid_width"] + col``; tag 0 = go there,
+    c + 1 = pick up the key of colour c there); None where the task has none."""
     plan: Callable
     kind: str = "solver"
     params: PyTree = None
+    subgoals: Optional[Callable] = None
 
 
 @dataclasses.dataclass(frozen=True)
