@@ -44,13 +44,21 @@ class Shipped(api.InferMethod):
     def teacher(self):
         return self.view.models["cloud"], self.view.params["cloud"]
 
-    def data(self, with_teacher=False):
-        """(cloud) The training split; with the teacher's logits under ``t``."""
+    def flips(self) -> bool:
+        """Whether training augments with random mirror images (hp ``augment`` =
+        ``flip``; images only)."""
+        return self.hp.get("augment") == "flip" and len(self.view.input_shape) == 3
+
+    def data(self, with_teacher=False, flips=False):
+        """(cloud) The training split; with the teacher's logits under ``t`` (with
+        ``flips``: for all four mirror images, [n, 4, classes], for ``distill.flip_batch``)."""
         x, y = jnp.asarray(self.view.calib["x"]), jnp.asarray(self.view.calib["y"])
         out = {"x": x, "y": y}
         if with_teacher:
             md, p = self.teacher()
-            out["t"] = distill.batched(lambda xb: md.apply(p, xb), x)
+            t = [distill.batched(lambda xb, v=v: md.apply(p, distill.flip(xb, v) if flips else xb), x)
+                 for v in (range(4) if flips else (0,))]
+            out["t"] = jnp.stack(t, 1) if flips else t[0]
         return out
 
     def finetune(self, params, decode, rng, epochs, project=None):

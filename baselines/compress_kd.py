@@ -26,21 +26,26 @@ class KD(Shipped):
     role = "edge"
     # T = 2, alpha = 0.5: the point of the sweep with the best validation accuracy on
     # compress/shapes-small (3 seeds: 0.426 vs 0.389 for T = 4, alpha = 0.9).
-    default_hparams = {"T": 2.0, "alpha": 0.5, "epochs": 10, "lr": 3e-3, "batch": 64}
+    default_hparams = {"T": 2.0, "alpha": 0.5, "epochs": 10, "lr": 3e-3, "batch": 64, "augment": "none"}
     sweep = ({"T": 2.0, "alpha": 0.5}, {"T": 2.0, "alpha": 0.9}, {"T": 4.0, "alpha": 0.5},
              {"T": 4.0, "alpha": 0.9}, {"T": 8.0, "alpha": 0.9})
 
     def derive(self, rng):
+        k_init, k_train = jax.random.split(rng)
+        return self.distill(self.model.init(k_init), k_train)
+
+    def distill(self, params, key):
+        """(cloud) ``epochs`` of Hinton distillation of the student from ``params``."""
         hp = self.hp
         T, alpha = float(hp["T"]), float(hp["alpha"])
-        k_init, k_train = jax.random.split(rng)
-        md = self.model
-        data = self.data(with_teacher=alpha > 0)
+        md, flips = self.model, self.flips()
+        data = self.data(with_teacher=alpha > 0, flips=flips)
 
         def loss(p, b):
             return distill.kd_loss(md.apply(p, b["x"]), b.get("t"), b["y"], T, alpha)
-        return distill.train(loss, md.init(k_init), data, k_train, epochs=int(hp["epochs"]),
-                             batch=int(hp["batch"]), lr=float(hp["lr"]))
+        return distill.train(loss, params, data, key, epochs=int(hp["epochs"]),
+                             batch=int(hp["batch"]), lr=float(hp["lr"]),
+                             augment=distill.flip_batch if flips else None)
 
 
 class Scratch(KD):

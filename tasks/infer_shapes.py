@@ -73,11 +73,26 @@ def _correct(data_dir, models, params, splits, keys):
     return out
 
 
-def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
-    from lsbench.data import shapes, tfds_util
-    from lsbench.metering import profiles
+def reference_params(data_dir, md, train_recipe, train, costs=None):
+    """(params, hash) of the reference model ``md`` trained on ``train`` by the
+    recipe ``train_recipe``, cached (``compress/shapes`` reuses the cloud CNN)."""
+    from lsbench.data import tfds_util
     from lsbench.models import vision
     from lsbench.models.cache import cached_params
+    rc = dict(train_recipe)
+    arch = {k: v for k, v in md.info.items() if isinstance(v, (int, str, tuple))}
+    arch["stages"] = md.stages
+    recipe = {"family": "shapes", "model": md.name, "train_data": tfds_util.array_hash(train["x"], train["y"]),
+              **rc, "arch": arch, "trainer": TRAINER}
+    return cached_params(data_dir, f"shapes-{md.name}", recipe,
+                         lambda stats: vision.train_classifier(md, train["x"], train["y"], stats=stats, **rc),
+                         costs=costs)
+
+
+def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
+    from lsbench.data import shapes
+    from lsbench.metering import profiles
+    from lsbench.models import vision
     cfg = spec.config
     mode = cfg["mode"]
     if mode not in ("split", "exit"):
@@ -85,7 +100,6 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
     data, data_hash = shapes.load(data_dir, cfg["sizes"], cfg["data_seed"],
                                   cfg.get("difficulty_p", shapes.DIFFICULTY_P))
     train, calib, test, val = data["train"], data["calib"], data["test"], data["val"]
-    train_hash = tfds_util.array_hash(train["x"], train["y"])
     models = _models(mode, cfg)
     params, keys, done, trained = {}, {}, {}, {}
     for role, md in models.items():
@@ -93,15 +107,7 @@ def build(spec: TaskSpec, data_dir: str, seed: int) -> InferInstance:
             md = models["cloud"]
         base = md.name
         if base not in done:
-            rc = dict(cfg["train"])
-            arch = {k: v for k, v in md.info.items() if isinstance(v, (int, str, tuple))}
-            arch["stages"] = md.stages
-            recipe = {"family": "shapes", "model": base, "train_data": train_hash, **rc, "arch": arch,
-                      "trainer": TRAINER}
-            done[base] = cached_params(data_dir, f"shapes-{base}", recipe,
-                                       lambda stats, md=md, rc=rc: vision.train_classifier(
-                                           md, train["x"], train["y"], stats=stats, **rc),
-                                       costs=trained)
+            done[base] = reference_params(data_dir, md, cfg["train"], train, trained)
         params[role], keys[role] = done[base]
     correct = _correct(data_dir, models, params, {"test": test, "val": val},
                        [keys["edge"], keys["cloud"], data_hash])

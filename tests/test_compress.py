@@ -144,9 +144,18 @@ def test_the_fp32_cloud_model_is_over_budget_and_int8_is_a_quarter(data_dir, tmp
     assert f["status"] == "over_budget" and f["costs"]["setup_bytes_down"] == fp32
 
 
-def test_kd_training_is_billed_to_cloud_setup(data_dir, tmp_path):
-    a = run(data_dir, tmp_path, "kd", {"epochs": 1}, name="k1")
-    s = run(data_dir, tmp_path, "compress.scratch", {"epochs": 2}, name="s2")
+@pytest.fixture(scope="module")
+def kd_runs(data_dir, tmp_path_factory):
+    """kd for 1 epoch, the scratch student for 2, feature-kd (1 hint epoch + kd's 1 epoch), on TINY."""
+    tmp = tmp_path_factory.mktemp("kd")
+    none = {"augment": "none"}
+    return {"kd": run(data_dir, tmp, "kd", {"epochs": 1, **none}, name="k1"),
+            "scratch": run(data_dir, tmp, "compress.scratch", {"epochs": 2, **none}, name="s2"),
+            "feature-kd": run(data_dir, tmp, "feature-kd", {"epochs": 1, "hint_epochs": 1, **none}, name="f1")}
+
+
+def test_kd_training_is_billed_to_cloud_setup(kd_runs):
+    a, s = kd_runs["kd"], kd_runs["scratch"]
     fa, fs = (x["costs"]["setup_cloud_flops"] for x in (a, s))
     # a scratch epoch costs what a kd epoch costs minus the teacher's logits on the training split
     from lsbench.models import vision
@@ -156,12 +165,41 @@ def test_kd_training_is_billed_to_cloud_setup(data_dir, tmp_path):
     assert a["costs"]["setup_bytes_down"] == s["costs"]["setup_bytes_down"]  # the same student
 
 
+def test_feature_kd_bills_the_teachers_features_to_the_cloud(kd_runs):
+    """feature-kd = one hint epoch + kd's epoch: its extra cloud FLOPs over kd are at least the
+    teacher's features (to pool2) for every image of the hint epoch, plus at most one student
+    epoch and the 1x1 regressor; the regressor stays on the cloud (same bytes as kd)."""
+    from lsbench.models import vision
+    k, s, f = (kd_runs[m]["costs"] for m in ("kd", "scratch", "feature-kd"))
+    seen = (400 // 64) * 64  # images per epoch (whole batches)
+    features = seen * vision.prefix_flops(vision.cloud_cnn(), "pool2")
+    regressor = 3 * seen * 2 * (8 * 8) * 16 * 32  # forward + two backward products
+    extra = f["setup_cloud_flops"] - k["setup_cloud_flops"]
+    assert features <= extra <= features + s["setup_cloud_flops"] / 2 + regressor
+    assert f["setup_bytes_down"] == k["setup_bytes_down"] and kd_runs["feature-kd"]["status"] == "completed"
+
+
+def test_flip_batch_pairs_each_image_with_its_teacher_row():
+    """distill.flip_batch: the teacher outputs a step trains on are the ones for the flipped image."""
+    from lsbench.models import distill
+    x = jnp.asarray(np.random.default_rng(3).integers(0, 255, (16, 4, 5, 3)), jnp.uint8)
+    w = jnp.asarray(np.random.default_rng(4).normal(size=(4, 5, 3, 2)), jnp.float32)
+    f = lambda xb: jnp.einsum("bhwc,hwck->bk", xb.astype(jnp.float32), w)  # noqa: E731 (not flip-invariant)
+    t = jnp.stack([f(distill.flip(x, v)) for v in range(4)], 1)
+    out = distill.flip_batch({"x": x, "y": jnp.arange(16), "t": t}, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(out["t"], f(out["x"]), rtol=1e-5)
+    flipped = [not np.array_equal(out["x"][i], x[i]) for i in range(16)]
+    assert 0 < sum(flipped) < 16  # some mirrored, some not (seeded)
+    np.testing.assert_array_equal(distill.flip(distill.flip(x, 3), 3), x)
+
+
 def test_every_compress_and_adapt_baseline_is_in_the_small_suite_grid(tmp_path):
     """The suite resolves every compress/adapt baseline on the -small tiers."""
     import json
     from lsbench.suite.grid import expand, load_preset
     p = tmp_path / "p.json"
-    comp = ["kd", "scratch", "cloud-model", "ptq", "prune-magnitude", "lowrank"]
+    comp = ["kd", "scratch", "cloud-model", "ptq", "prune-magnitude", "lowrank", "qat", "prune-structured",
+            "feature-kd"]
     adapt = ["fedavg-full", "local-full", "fedlora", "local-lora", "fedadapter", "fedprompt"]
     p.write_text(json.dumps({"name": "p", "seeds": [0], "groups": [
         {"tasks": ["compress/shapes-small"], "methods": comp, "sweep": 2},

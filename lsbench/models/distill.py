@@ -8,6 +8,11 @@ per-epoch permutations drawn from ``key``. A method calls it inside
 ``kd_loss``: Hinton et al. (2015): alpha * T^2 * KL(teacher_T || student_T)
 + (1 - alpha) * cross-entropy (alpha = 0 is plain supervised training).
 ``reverse_kl``: KL(student || teacher) (MiniLLM-style, mode seeking).
+``flip`` / ``flip_batch``: label-preserving image flips (the shapes classes are
+shape x colour family, invariant to mirror images) as a per-step augmentation;
+a teacher's outputs for the four flips are computed once (``batched``, over
+``flip(x, v)``) and the batch takes the row of its flip, so the teacher is
+asked about exactly the image the student sees.
 """
 from __future__ import annotations
 
@@ -34,6 +39,25 @@ def reverse_kl(logits, teacher, T: float = 1.0):
     return jnp.mean(jnp.sum(q * (jax.nn.log_softmax(logits / T) - jax.nn.log_softmax(teacher / T)), -1))
 
 
+def flip(x, v):
+    """Images ``x`` [B, H, W, C] mirrored per example by ``v`` [B] (or a scalar) in
+    0..3: bit 0 flips left-right, bit 1 top-bottom."""
+    v = jnp.broadcast_to(jnp.asarray(v, jnp.int32), x.shape[:1])[:, None, None, None]
+    x = jnp.where(v & 1, x[:, :, ::-1], x)
+    return jnp.where(v & 2, x[:, ::-1], x)
+
+
+def flip_batch(b, key):
+    """``train``'s ``augment``: a random flip per example of ``b['x']``; per-flip
+    teacher outputs ``b[k]`` [B, 4, ...] (k in ``t``, ``f``) become that flip's row."""
+    v = jax.random.randint(key, b["x"].shape[:1], 0, 4)
+    out = dict(b, x=flip(b["x"], v))
+    for k in ("t", "f"):
+        if k in b:
+            out[k] = jnp.take_along_axis(b[k], v.reshape((-1, 1) + (1,) * (b[k].ndim - 2)), 1)[:, 0]
+    return out
+
+
 def batched(fn, x, chunk: int = 500):
     """``fn`` over the rows of ``x`` in chunks (a ``lax.map`` over row indices, so a
     side's own data is gathered inside the traced program, never sliced at trace time)."""
@@ -46,10 +70,11 @@ def batched(fn, x, chunk: int = 500):
 
 
 def train(loss_fn, params, data: dict, key, *, epochs: int, batch: int, lr: float,
-          project=None):
+          project=None, augment=None):
     """Adam (cosine decay) on ``loss_fn(params, batch_dict)`` over ``data`` (a dict of
     arrays sharing the leading axis); ``project(params)`` runs after every step
-    (e.g. re-applying a pruning mask). Returns the trained params."""
+    (e.g. re-applying a pruning mask); ``augment(batch_dict, key)`` before every
+    step (e.g. ``flip_batch``). Returns the trained params."""
     n = next(iter(data.values())).shape[0]
     steps = max(n // batch, 1)
     b = min(batch, n)
@@ -59,13 +84,16 @@ def train(loss_fn, params, data: dict, key, *, epochs: int, batch: int, lr: floa
     tx = optax.adam(optax.cosine_decay_schedule(lr, total))
     keys = jax.random.split(key, int(epochs))
     idx = jax.vmap(lambda k: jax.random.permutation(k, n)[: steps * b])(keys).reshape(total, b)
+    aug_keys = jax.random.split(jax.random.fold_in(key, 1), total)
 
-    def step(c, i):
+    def step(c, xs):
         p, o = c
-        loss, g = jax.value_and_grad(loss_fn)(p, {k: v[i] for k, v in data.items()})
+        i, k_aug = xs
+        bd = {k: v[i] for k, v in data.items()}
+        loss, g = jax.value_and_grad(loss_fn)(p, augment(bd, k_aug) if augment else bd)
         upd, o = tx.update(g, o, p)
         p = optax.apply_updates(p, upd)
         return (project(p) if project else p, o), loss
 
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), idx)
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), (idx, aug_keys))
     return params
