@@ -9,6 +9,10 @@ actions of its planner (``view.planner``, the cloud view's), packed 2 bits
 each (``ceil(k/4)`` bytes); the edge executes the buffer, then returns to its
 own policy. Subclasses override ``trigger``.
 
+The edge's policy may have memory (a GRU: ``lsbench.models.policies``): it
+lives in ``carry["mem"]`` and advances once per step in ``edge_query``
+(``step_policy``; an MLP's memory is empty), metered with that step.
+
 A stale buffer is dropped: where the task's env gives ``expect`` (the state
 an action leads to if nothing unforeseen happens), a step that lands
 elsewhere (a slip, a door that shut) empties the buffer and sets
@@ -20,6 +24,7 @@ import jax.numpy as jnp
 
 from lsbench import api
 from lsbench.envs import pack_actions, unpack_actions
+from lsbench.models import policies
 
 RECENT = 8  # states remembered for revisit detection
 
@@ -43,10 +48,16 @@ class Buffered(api.PlanMethod):
 
     # ---- edge -------------------------------------------------------------------
     def logits(self, es, obs):
+        """The policy's logits from zero memory (memory-less use; see ``step_policy``)."""
         return self.view.models["edge"].apply(es["policy"], obs)
 
+    def step_policy(self, es, mem, obs):
+        """(logits, memory) of the edge's own policy after ``obs``."""
+        return policies.policy_step(self.view.models["edge"], es["policy"], mem, obs)
+
     def edge_start(self, es, obs):
-        return {"buf": jnp.zeros((self.k,), jnp.int32), "nbuf": jnp.int32(0), "t": jnp.int32(0),
+        return {"mem": policies.init_memory(self.view.models["edge"]),
+                "buf": jnp.zeros((self.k,), jnp.int32), "nbuf": jnp.int32(0), "t": jnp.int32(0),
                 "a": jnp.int32(0), "recent": jnp.full((RECENT,), -1, jnp.int32),
                 "best": jnp.asarray(self.view.env.progress(obs), jnp.int32), "stall": jnp.int32(0),
                 "cool": jnp.int32(0), "exp": jnp.int32(-1), "surprise": jnp.array(False)}
@@ -56,7 +67,8 @@ class Buffered(api.PlanMethod):
         return jnp.array(False)
 
     def edge_query(self, es, carry, obs, rng):
-        return self.query_from(es, carry, obs, rng, self.logits(es, obs))
+        logits, mem = self.step_policy(es, carry["mem"], obs)
+        return self.query_from(es, dict(carry, mem=mem), obs, rng, logits)
 
     def query_from(self, es, carry, obs, rng, logits):
         env = self.view.env
@@ -116,6 +128,9 @@ class CloudOnly(Buffered):
 
     def logits(self, es, obs):
         return jnp.zeros((self.view.env.num_actions,), jnp.float32)
+
+    def step_policy(self, es, mem, obs):
+        return self.logits(es, obs), mem
 
     def trigger(self, es, carry, obs, logits, rng):
         return jnp.array(True)

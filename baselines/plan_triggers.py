@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from baselines.plan_reference import Buffered
 from lsbench import api
+from lsbench.models import policies
 
 
 class Periodic(Buffered):
@@ -82,13 +83,15 @@ class RouterLearned(Buffered):
         the router (w, mu, sd) is the package for the edge."""
         cs, _ = super().cloud_setup(uplink, rng)
         policy, cal = uplink["policy"], self.view.calib
-        apply, valid = self.view.models["edge"].apply, self.view.env.valid
+        model, valid = self.view.models["edge"], self.view.env.valid
+        # A policy with memory is evaluated with its memory at each state (calib["mem"]).
+        mem = cal["mem"] if "mem" in cal else jnp.zeros((cal["expert"].shape[0], 0), jnp.float32)
 
-        def feats(obs):
-            lg = apply(policy, obs)
+        def feats(obs, m):
+            lg = policies.policy_step(model, policy, m, obs)[0]
             return router_features(lg, ~valid(obs, jnp.argmax(lg))), jnp.argmax(lg)
 
-        f, a = jax.vmap(feats)(cal["obs"])
+        f, a = jax.vmap(feats)(cal["obs"], mem)
         wrong = (a != cal["expert"]).astype(jnp.float32)
         mu, sd = f.mean(0), f.std(0) + 1e-6
         mu, sd = mu.at[-1].set(0.0), sd.at[-1].set(1.0)

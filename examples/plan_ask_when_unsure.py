@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from lsbench import api
 from lsbench.envs import pack_actions, unpack_actions
+from lsbench.models import policies
 
 
 class AskWhenUnsure(api.PlanMethod):
@@ -38,13 +39,17 @@ class AskWhenUnsure(api.PlanMethod):
 
     # ---- per episode, on the edge ------------------------------------------------
     def edge_start(self, es, obs):
-        # The carry: actions received from the cloud and how many are left.
+        # The carry: the policy's memory (a GRU's state; empty for an MLP), actions
+        # received from the cloud and how many are left.
         k = self.hp["k"]
-        return {"buf": jnp.zeros((k,), jnp.int32), "left": jnp.int32(0), "mine": jnp.int32(0)}
+        return {"mem": policies.init_memory(self.view.models["edge"]),
+                "buf": jnp.zeros((k,), jnp.int32), "left": jnp.int32(0), "mine": jnp.int32(0)}
 
     def edge_query(self, es, carry, obs, rng):
-        probs = jax.nn.softmax(self.view.models["edge"].apply(es["policy"], obs))
-        carry = dict(carry, mine=jnp.argmax(probs).astype(jnp.int32))
+        # One step of the edge policy (it advances its memory).
+        logits, mem = policies.policy_step(self.view.models["edge"], es["policy"], carry["mem"], obs)
+        probs = jax.nn.softmax(logits)
+        carry = dict(carry, mem=mem, mine=jnp.argmax(probs).astype(jnp.int32))
         unsure = probs.max() < self.hp["tau"]
         send = unsure & (carry["left"] == 0)          # a bool scalar: this episode asks now
         return api.Query(carry, self.view.env.encode_up(obs), send)

@@ -127,28 +127,36 @@ def pick_on_validation(rows, cloud_val_calls, frac=0.3):
 
 
 # ---- rollouts (task-side: expert data, DAgger, calibration, references) -------
-def rollout(env, insts, T: int, act, label, keep_obs: bool = False):
+def rollout(env, insts, T: int, act, label, keep_obs: bool = False, memory=None):
     """Runs ``act(obs, inst, env_state) -> action`` on every instance for T steps
     (vmapped; episodes freeze when done). Returns per step [E, T]: ``x`` uint8
     features, ``y`` expert labels ``label(inst, env_state)``, ``active``, and per
-    episode ``success``; ``obs`` too when ``keep_obs``."""
+    episode ``success``; ``obs`` too when ``keep_obs``. A policy with memory:
+    ``memory`` is its initial memory and ``act(obs, inst, env_state, mem) ->
+    (action, mem)``; ``keep_obs`` then also keeps ``mem`` (the memory before each step)."""
     import jax
 
     def episode(inst):
         s, obs, _ = env.reset(inst)
 
         def body(c, _):
-            s, obs, done = c
-            a = act(obs, inst, s)
+            s, obs, done, mem = c
+            if memory is None:
+                a, mem2 = act(obs, inst, s), mem
+            else:
+                a, mem2 = act(obs, inst, s, mem)
             rec = {"x": env.featurize(obs).astype(jnp.uint8), "y": label(inst, s), "active": ~done}
             if keep_obs:
                 rec["obs"] = obs
+                if memory is not None:
+                    rec["mem"] = mem
             s2, obs2, d2, info = env.step(s, a)
             keep = lambda n, o: jax.tree_util.tree_map(lambda u, v: jnp.where(done, v, u), n, o)
             rec["success"] = info["success"] & ~done
-            return (keep(s2, s), keep(obs2, obs), done | d2), rec
+            return (keep(s2, s), keep(obs2, obs), done | d2, keep(mem2, mem)), rec
 
-        _, rec = jax.lax.scan(body, (s, obs, jnp.array(False)), None, length=T)
+        m0 = jnp.zeros((0,), jnp.float32) if memory is None else memory
+        _, rec = jax.lax.scan(body, (s, obs, jnp.array(False), m0), None, length=T)
         rec["success"] = rec["success"].any()
         return rec
 
