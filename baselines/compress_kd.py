@@ -24,11 +24,12 @@ class KD(Shipped):
         description="Hinton distillation of the cloud model into the student architecture",
         paper="Hinton et al., Distilling the Knowledge in a Neural Network, 2015")
     role = "edge"
-    # T = 2, alpha = 0.5: the point of the sweep with the best validation accuracy on
-    # compress/shapes-small (3 seeds: 0.426 vs 0.389 for T = 4, alpha = 0.9).
-    default_hparams = {"T": 2.0, "alpha": 0.5, "epochs": 10, "lr": 3e-3, "batch": 64, "augment": "none"}
-    sweep = ({"T": 2.0, "alpha": 0.5}, {"T": 2.0, "alpha": 0.9}, {"T": 4.0, "alpha": 0.5},
-             {"T": 4.0, "alpha": 0.9}, {"T": 8.0, "alpha": 0.9})
+    # T = 2, alpha = 0.5 with flips: the highest validation accuracy of the four points
+    # searched on compress/shapes-small v2, seed 0, 10 epochs (flips: T2/a0.5 0.650,
+    # T4/a0.9 0.642; none: T2/a0.5 0.648, T1/a1 0.636; scratch 0.638 flips, 0.628 none).
+    default_hparams = {"T": 2.0, "alpha": 0.5, "epochs": 10, "lr": 3e-3, "batch": 64, "augment": "flip"}
+    sweep = ({"T": 2.0, "alpha": 0.5}, {"T": 1.0, "alpha": 1.0}, {"T": 4.0, "alpha": 0.9},
+             {"T": 2.0, "alpha": 0.5, "augment": "none"}, {"T": 4.0, "alpha": 0.5})
 
     def derive(self, rng):
         k_init, k_train = jax.random.split(rng)

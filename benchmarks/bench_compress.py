@@ -5,8 +5,9 @@ edge and cloud FLOPs, status), as a Markdown table.
     LSBENCH_DATA_DIR=/tmp/lsdata nice -n 10 python benchmarks/bench_compress.py \
         --task compress/shapes-small --seeds 0,1,2 [--only ptq,kd]
 
-KD and its scratch reference run on every seed (the KD claim is over seeds);
-the other methods on the first seed. Ranked rows are within the edge budget.
+KD, feature-KD and their scratch reference run on every seed (the KD claim is
+over seeds; a summary gives each one's mean and spread); the other methods on
+the first seed. Ranked rows are within the edge budget.
 """
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ SWEEPS = {
     "prune-structured": [{"keep": k} for k in (0.25, 0.5, 0.75)],
     "qat": [{"bits": 4}, {"bits": 8}],
     "kd": [{}],
+    "feature-kd": [{}],
     "compress.scratch": [{}],
 }
-PER_SEED = ("kd", "compress.scratch")
+PER_SEED = ("kd", "feature-kd", "compress.scratch")
 
 
 def run_all(task, seeds, only=None, data_dir=None, log=print, extra=None):
@@ -64,6 +66,26 @@ def table(rows) -> str:
     return "\n".join(out)
 
 
+def seed_summary(rows) -> str:
+    """Per-seed methods: test accuracy per seed, mean, std and range, and the gap to scratch."""
+    import numpy as np
+    acc = {}
+    for r in rows:
+        if r["method"] in PER_SEED and r["status"] == "completed":
+            acc.setdefault(r["method"], {})[r["seed"]] = r["accuracy"]
+    base = acc.get("compress.scratch", {})
+    out = ["| method | seeds | test acc per seed | mean | std | range | mean - scratch (pt) |",
+           "|---|---|---|---|---|---|---|"]
+    for m, d in acc.items():
+        a = np.array([d[s] for s in sorted(d)])
+        common = sorted(set(d) & set(base))
+        gap = (f"{100 * np.mean([d[s] - base[s] for s in common]):+.1f}" if common and m != "compress.scratch"
+               else "-")
+        out.append(f"| {m} | {','.join(map(str, sorted(d)))} | {', '.join(f'{v:.3f}' for v in a)} | "
+                   f"{a.mean():.3f} | {a.std(ddof=1) if len(a) > 1 else 0:.3f} | {a.max() - a.min():.3f} | {gap} |")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="compress/shapes-small")
@@ -75,6 +97,8 @@ def main():
     rows = run_all(a.task, [int(s) for s in a.seeds.split(",")], [m for m in a.only.split(",") if m],
                    os.environ.get("LSBENCH_DATA_DIR"), extra=json.loads(a.hp))
     print(table(rows))
+    if any(r["method"] in PER_SEED for r in rows):
+        print(seed_summary(rows))
     if a.out:
         with open(a.out, "w") as f:
             json.dump(rows, f, indent=1)
