@@ -25,8 +25,8 @@ A round is one traced program, composed only of the sides' sealed programs
 - ``cloud_update`` on one :class:`api.Round`: the delivered uplinks,
   concatenated over tiers when every tier's uplink has the same structure and
   per-client shapes (else a dict ``{tier: stacked}`` in tier order).
-Rounds between two evaluations (or checkpoints) run as one ``lax.scan`` over
-rounds (``run_units``), with no Python per round; the scan returns each
+Rounds between two evaluations (or checkpoints) run as one ``while_loop`` over
+rounds (``run_units``), with no Python per round; the loop returns each
 round's per-client byte counts, real rows and losses, from which the host
 bills the cost counters (int64) and writes one metrics row per round. Edge
 state for every client lives here, on the device.
@@ -396,34 +396,35 @@ class TrainLoop:
         return cloud, edge, jax.device_get(out), bool(ok) and bool(ok_c)
 
     def _chunk_fn(self, seeds: bool = False):
-        """The compiled program of ``self.chunk`` rounds: a ``lax.scan`` over rounds
-        ``r0 + i``. Rounds at or past ``r_end`` are skipped (``lax.cond``), and so is
-        every round after one that failed (NaN/Inf). ``seeds``: vmapped over a
-        leading seed axis of (root, cloud, edge, tables)."""
+        """The compiled program of up to ``self.chunk`` rounds ``r0 + i``: one
+        ``while_loop`` that stops at ``r_end`` or after a round that failed (NaN/Inf);
+        slots of rounds not run stay zero (ok). ``seeds``: vmapped over a leading seed
+        axis of (root, cloud, edge, tables)."""
         key = ("chunk", seeds)
         if key in self._jit:
             return self._jit[key]
 
+        n = self.chunk
+
         def chunk(root, cloud, edge, tab, r0, r_end):
-            def run(ce, r):
-                c2, e2, out, ok = self._round_fn(root, ce[0], ce[1], tab, r)
-                return (c2, e2), out, ok
+            # A while_loop over rounds, not a scan of conds: it stops at r_end or after
+            # a failed round, and its body holds no lax.cond (on CPU a cond copies the
+            # edge state in and out every round). Unused output slots stay zero / ok.
+            shapes = jax.eval_shape(lambda c, e, r: self._round_fn(root, c, e, tab, r)[2], cloud, edge, r0)
+            outs = jax.tree_util.tree_map(lambda s: jnp.zeros((n,) + s.shape, s.dtype), shapes)
 
-            shapes = jax.eval_shape(run, (cloud, edge), r0)[1]
-            zeros = lambda: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
+            def body(carry):
+                i, cloud, edge, _, outs, oks = carry
+                cloud, edge, out, ok = self._round_fn(root, cloud, edge, tab, r0 + i)
+                outs = jax.tree_util.tree_map(lambda b, v: b.at[i].set(v), outs, out)
+                return i + 1, cloud, edge, ~ok, outs, oks.at[i].set(ok)
 
-            def body(carry, i):
-                r = r0 + i
+            def go(carry):
+                i, _, _, dead, _, _ = carry
+                return (i < n) & (r0 + i < r_end) & ~dead
 
-                def go(carry):
-                    cloud, edge, dead = carry
-                    (cloud, edge), out, ok = jax.lax.cond(
-                        dead, lambda ce, r: (ce, zeros(), jnp.array(True)), run, (cloud, edge), r)
-                    return (cloud, edge, dead | ~ok), (out, ok)
-                return jax.lax.cond(r < r_end, go, lambda c: (c, (zeros(), jnp.array(True))), carry)
-
-            (cloud, edge, _), (outs, oks) = jax.lax.scan(
-                body, (cloud, edge, jnp.array(False)), jnp.arange(self.chunk, dtype=jnp.int32))
+            init = (jnp.int32(0), cloud, edge, jnp.array(False), outs, jnp.ones(n, bool))
+            _, cloud, edge, _, outs, oks = jax.lax.while_loop(go, body, init)
             return cloud, edge, outs, oks
 
         fn = jax.vmap(chunk, in_axes=(0, 0, 0, 0, None, None)) if seeds else chunk
