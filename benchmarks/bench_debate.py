@@ -87,7 +87,8 @@ def main():
         refs = {n: get(inst, spec, n, {}) for n in ("edge-only", "cloud-only")}
         cv = refs["cloud-only"]["validation"]["calls_per_episode"]
         lines = [f"**{spec.name} v{spec.version}** ({inst.num_episodes} test / {inst.num_val} validation "
-                 f"episodes; edge budget {inst.edge_budgets.get('flops_per_example', 0):,} FLOPs/step): "
+                 f"episodes; edge model {inst.hashes.get('edge_model', '?')}, {inst.edge_view.ensemble} members; edge "
+                 f"budget {inst.edge_budgets.get('flops_per_example', 0):,} FLOPs/step): "
                  f"edge-only {fmt_ci(refs['edge-only']['metrics'])}, cloud-only "
                  f"{fmt_ci(refs['cloud-only']['metrics'])} at "
                  f"{refs['cloud-only']['metrics']['calls_per_episode']:.2f} calls/ep", "",
