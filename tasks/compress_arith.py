@@ -123,6 +123,6 @@ SMALL = _spec("compress/arith-small", "small", infer_arith.SMALL,
 # tests' end-to-end checks of billing and budgets (tests/test_compress_arith.py).
 TINY = _spec("compress/arith-tiny", "small", infer_arith.SMALL,
              {"param_bytes": 48 * 1024, "flops_per_example": 3_200_000},
-             n_train=1000, n_calib=10, n_val=200, n_test=200, max_depth=3, batch_size=200,
-             cloud={"d": 32, "layers": 2, "heads": 2, "steps": 60, "lr": 3e-3},
+             n_train=500, n_calib=10, n_val=100, n_test=100, max_depth=3, batch_size=100,
+             cloud={"d": 32, "layers": 2, "heads": 2, "steps": 40, "lr": 3e-3},
              edge={"d": 16, "layers": 1, "heads": 2, "steps": 0, "lr": 3e-3})
