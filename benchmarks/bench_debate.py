@@ -93,7 +93,7 @@ def main():
                  f"{fmt_ci(refs['cloud-only']['metrics'])} at "
                  f"{refs['cloud-only']['metrics']['calls_per_episode']:.2f} calls/ep", "",
                  "| K | R | method | picked (val) | success [95% CI] | calls/ep | peer B/ep | up / down B/ep "
-                 "| edge kFLOP/step | edge MFLOP/ep | cloud MFLOP/ep | val success | winner |",
+                 "| edge kFLOP/step | edge MFLOP/ep | cloud kFLOP/ep | val success | winner |",
                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for K in (int(k) for k in a.K.split(",")):
             for R in (int(r) for r in a.R.split(",")):
@@ -121,7 +121,7 @@ def main():
                         f"{m['calls_per_episode']:.2f} | {m['peer_bytes_per_episode']:.1f} | "
                         f"{m['bytes_up_per_episode']:.1f} / {m['bytes_down_per_episode']:.1f} | "
                         f"{r['edge_flops_per_step'] / 1e3:.1f}{over} | {m['edge_flops_per_episode'] / 1e6:.2f} | "
-                        f"{m['cloud_flops_per_episode'] / 1e6:.3f} | {r['validation']['success']:.3f} | "
+                        f"{m['cloud_flops_per_episode'] / 1e3:.1f} | {r['validation']['success']:.3f} | "
                         f"{win if name == 'debate' else ''} |")
         tables.append("\n".join(lines))
     print("\n\n".join(tables))
