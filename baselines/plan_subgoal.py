@@ -120,3 +120,5 @@ class SubgoalReplan(Subgoal):
                             description="subgoals from the cloud; asks again (with its window) when a "
                                         "subgoal fails or the list runs out")
     default_hparams = {**Subgoal.default_hparams, "replan": True}
+    # Shorter lists: fewer bytes per answer, more answers (it asks again when a list runs out).
+    sweep = ({"n": 8}, {"n": 12}, {"n": 20})
