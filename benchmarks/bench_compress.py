@@ -40,7 +40,7 @@ def run_all(task, seeds, only=None, data_dir=None, log=print, extra=None):
         for hp in points:
             hp = dict(hp, **(extra or {}))
             for seed in (seeds if method in PER_SEED else seeds[:1]):
-                t = time.time()
+                t, cpu = time.time(), time.process_time()
                 f = lsbench.run(task, method, seed=seed, hparams=hp, data_dir=data_dir)
                 c, m = f["costs"], f["metrics"]
                 row = {"method": method, "hp": hp, "seed": seed, "status": f["status"],
@@ -49,7 +49,8 @@ def run_all(task, seeds, only=None, data_dir=None, log=print, extra=None):
                        "setup_bytes_down": c["setup_bytes_down"],
                        "param_bytes": f["budget_margins"]["param_bytes"]["used"],
                        "edge_flops_per_example": m.get("edge_flops_per_example"),
-                       "setup_cloud_flops": c["setup_cloud_flops"], "wall_s": round(time.time() - t, 1)}
+                       "setup_cloud_flops": c["setup_cloud_flops"], "wall_s": round(time.time() - t, 1),
+                       "cpu_s": round(time.process_time() - cpu, 1)}
                 rows.append(row)
                 log(json.dumps(row))
     return rows
