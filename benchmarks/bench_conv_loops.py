@@ -3,7 +3,10 @@ for 250 local steps (50 clients x 5 steps, batch 10) of bench_throughput.py's
 CNN, run (a) as top-level jitted calls, (b) inside lax.map + while_loop, (c)
 lax.map + scan, (d) vmap + while_loop, (e) a top-level vmapped step (grouped
 convolutions). XLA:CPU runs convolutions much slower inside loop bodies
-(jax-ml/jax#12868). CPU time, so other processes on the cores matter less.
+(jax-ml/jax#12868). The same CNN with its convolutions written as im2col
+matmuls (strided slices of the padded input, concatenated, times the kernel
+reshaped to [k*k*c_in, c_out]: the same function, no convolution op) is timed
+in the same loops. CPU time, so other processes on the cores matter less.
 
     python benchmarks/bench_conv_loops.py
 """
@@ -67,6 +70,55 @@ def main():
             q = vs(q, X[:, s * 10:(s + 1) * 10], Y[:, s * 10:(s + 1) * 10])
         return q
     out["top-level vmapped steps"] = cpu(top_vmap)
+    # The same CNN, convolutions as im2col matmuls (equal outputs: checked).
+    def conv_im2col(x, w, b, stride):
+        k = w.shape[0]
+        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        ho, wo = (x.shape[1] + 2 - k) // stride + 1, (x.shape[2] + 2 - k) // stride + 1
+        cols = [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+                for i in range(k) for j in range(k)]
+        return jnp.concatenate(cols, -1) @ w.reshape(-1, w.shape[-1]) + b
+
+    def apply_im2col(p, x):
+        body = p["body"]
+        for name in ("Conv_0", "Conv_1"):
+            x = jax.nn.relu(conv_im2col(x, body[name]["kernel"], body[name]["bias"], 2))
+        x = jax.nn.relu(x.reshape(x.shape[0], -1) @ body["Dense_0"]["kernel"] + body["Dense_0"]["bias"])
+        return x @ p["head"]["Dense_0"]["kernel"] + p["head"]["Dense_0"]["bias"]
+
+    xs = jax.random.normal(jax.random.PRNGKey(1), (10, 32, 32, 3))
+    err = float(jnp.max(jnp.abs(apply_im2col(p, xs) - m.apply(p, xs))))
+    assert err < 1e-3, err
+
+    def loss2(p, x, y):
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(apply_im2col(p, x)), y[:, None], 1))
+
+    def step2(p, x, y):
+        return jax.tree_util.tree_map(lambda a, b: a - 0.01 * b, p, jax.grad(loss2)(p, x, y))
+
+    def client_while2(c):
+        return jax.lax.while_loop(lambda cr: cr[0] < 5, lambda cr: (cr[0] + 1, step2(cr[1], *batch(c, cr[0]))),
+                                  (0, p))[1]
+    one2 = jax.jit(step2)
+
+    def top_level2():
+        q = p
+        for c in range(50):
+            q = p
+            for s in range(5):
+                q = one2(q, *batch(c, s))
+        return q
+    out["im2col: top-level jitted steps"] = cpu(top_level2)
+    out["im2col: lax.map + while_loop"] = cpu(jax.jit(lambda: jax.lax.map(client_while2, jnp.arange(50))))
+    out["im2col: vmap + while_loop"] = cpu(jax.jit(lambda: jax.vmap(client_while2)(jnp.arange(50))))
+    vs2 = jax.jit(jax.vmap(step2))
+
+    def top_vmap2():
+        q = P
+        for s in range(5):
+            q = vs2(q, X[:, s * 10:(s + 1) * 10], Y[:, s * 10:(s + 1) * 10])
+        return q
+    out["im2col: top-level vmapped steps"] = cpu(top_vmap2)
     print(json.dumps({"cpu_s_per_250_client_steps": out}))
 
 

@@ -11,7 +11,7 @@ the same slice (worker processes, seed batching, the compilation cache). Every
 run of both passes must complete. CPU seconds are the children's user + sys.
 
     python benchmarks/bench_suite_wall.py --rev=2cef80a --preset=small --shard=1/20 \
-        --tasks=... --methods=... [--passes=old,new]
+        --tasks=... --methods=... [--passes=old,new] [--new_rev=HEAD]
 """
 import argparse
 import json
@@ -39,10 +39,16 @@ def items(a):
     return shard_items(grid, i, n)
 
 
+def export(rev):
+    """The tree of git revision ``rev``, unpacked to a new temporary folder."""
+    src = tempfile.mkdtemp(prefix=f"lsbench-{rev}-")
+    subprocess.run(f"git -C {ROOT} archive {rev} | tar -x -C {src}", shell=True, check=True)
+    return src
+
+
 def old_pass(a, its, work):
     """The old revision: one `lsbench run` process per run (its suite's way)."""
-    src = tempfile.mkdtemp(prefix="lsbench-old-")
-    subprocess.run(f"git -C {ROOT} archive {a.rev} | tar -x -C {src}", shell=True, check=True)
+    src = export(a.rev)
     env = dict(os.environ, PYTHONPATH=src, LSBENCH_PROGRESS="0")
     bad = []
     t0, c0 = time.perf_counter(), _cpu()
@@ -57,12 +63,14 @@ def old_pass(a, its, work):
 
 
 def new_pass(a, its, work):
-    """The working tree: `lsbench suite` on the same slice."""
+    """The working tree (or ``--new_rev``'s tree): `lsbench suite` on the same slice."""
+    src = export(a.new_rev) if a.new_rev else ROOT
+    env = dict(os.environ, LSBENCH_PROGRESS="0", **({"PYTHONPATH": src} if a.new_rev else {}))
     cmd = [sys.executable, "-m", "lsbench.cli.main", "suite", f"--preset={a.preset}", f"--shard={a.shard}",
            f"--workdir={work}", f"--data_dir={a.data_dir}"]
     cmd += [f"--tasks={a.tasks}"] * bool(a.tasks) + [f"--methods={a.methods}"] * bool(a.methods)
     t0, c0 = time.perf_counter(), _cpu()
-    p = subprocess.run(cmd, cwd=ROOT, env=dict(os.environ, LSBENCH_PROGRESS="0"), capture_output=True, text=True)
+    p = subprocess.run(cmd, cwd=src, env=env, capture_output=True, text=True)
     wall, cpu = time.perf_counter() - t0, _cpu() - c0
     summary = json.load(open(os.path.join(work, f"suite.shard-{a.shard.replace('/', '-of-')}.json")))
     bad = [f"{r['task']} {r['method']} {r['sweep_point']} seed{r['seed']}: {r['reason']}"
@@ -79,6 +87,8 @@ def main():
     ap.add_argument("--shard", default="1/20")
     ap.add_argument("--tasks", default=None)
     ap.add_argument("--methods", default=None)
+    ap.add_argument("--new_rev", default=None, help="run the new side from this revision's tree, not the "
+                    "working tree (which may hold others' uncommitted edits)")
     ap.add_argument("--passes", default="old,new", help="order of the passes, e.g. old,new,old,new")
     ap.add_argument("--data_dir", default=os.environ.get("LSBENCH_DATA_DIR", os.path.expanduser("~/.cache/lsbench")))
     a = ap.parse_args()
@@ -88,7 +98,7 @@ def main():
     for k, which in enumerate(a.passes.split(",")):
         work = tempfile.mkdtemp(prefix=f"lsbench-suite-{which}-")
         wall, cpu, bad = (old_pass if which == "old" else new_pass)(a, its, work)
-        print(json.dumps({"pass": k, "code": a.rev if which == "old" else "working tree", "runs": len(its),
+        print(json.dumps({"pass": k, "code": a.rev if which == "old" else (a.new_rev or "working tree"), "runs": len(its),
                           "wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "not_completed": bad}), flush=True)
 
 
