@@ -51,18 +51,6 @@ QUANT = 255.0  # a belief travels as uint8 per action
 SWEEP = tuple({"agree": 1.0, "temp": t} for t in (0.0, 1.0))
 
 
-def init_memory(model):
-    """The policy's memory at an episode's start ((0,) for a memory-less policy)."""
-    f = getattr(policies, "init_memory", None)
-    return jnp.zeros((0,), jnp.float32) if f is None else f(model)
-
-
-def policy_step(model, params, mem, obs):
-    """(logits, memory) of one step of the edge policy, MLP or recurrent."""
-    f = getattr(policies, "policy_step", None)
-    return (model.apply(params, obs), mem) if f is None else f(model, params, mem, obs)
-
-
 def vote_logits(votes, p):
     """Majority vote as logits: log(count + 1e-3 p); ties broken by mean probability ``p``."""
     counts = jnp.zeros(p.shape[0]).at[votes].add(1.0)
@@ -86,9 +74,10 @@ class Team(Buffered):
         return self.K
 
     def edge_start(self, es, obs):
-        mem = init_memory(self.view.models["edge"])
+        """Buffered's carry; ``mem`` holds one policy memory per member held (stacked)."""
+        c = super().edge_start(es, obs)
         n = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
-        return dict(super().edge_start(es, obs), mem_k=jnp.broadcast_to(mem, (n,) + mem.shape))
+        return dict(c, mem=jnp.broadcast_to(c["mem"], (n,) + c["mem"].shape))
 
     def samples(self, params, mems, obs, rng):
         """One forward pass per row of the stacked ``params`` (own memory, own weight noise):
@@ -100,10 +89,10 @@ class Team(Buffered):
             ks = jax.random.split(key, len(leaves))
             p = jax.tree_util.tree_unflatten(tdef, [
                 w * (1.0 + noise * jax.random.normal(kk, w.shape[-1:], w.dtype)) for w, kk in zip(leaves, ks)])
-            return policy_step(model, p, m, obs)
+            return policies.policy_step(model, p, m, obs)
 
         if noise <= 0:  # no noise: no keys either (the ensemble's program exactly)
-            return jax.vmap(lambda p, m: policy_step(model, p, m, obs))(params, mems)
+            return jax.vmap(lambda p, m: policies.policy_step(model, p, m, obs))(params, mems)
         n = jax.tree_util.tree_leaves(params)[0].shape[0]
         return jax.vmap(one)(params, mems, jax.random.split(rng, n))
 
@@ -132,8 +121,8 @@ class Debate(Team):
 
     def edge_start(self, es, obs):
         c = super().edge_start(es, obs)
-        M = c["mem_k"].shape[0]
-        return dict(c, mem_k=c["mem_k"][np.arange(self.K) % M]) if self.K != M else c
+        M = c["mem"].shape[0]
+        return dict(c, mem=c["mem"][np.arange(self.K) % M]) if self.K != M else c
 
     def _trust(self):
         t = np.broadcast_to(np.asarray(self.hp["trust"], np.float32), (self.K,))
@@ -146,14 +135,14 @@ class Debate(Team):
         agents = es["policy"] if K == M else jax.tree_util.tree_map(lambda a: a[np.arange(K) % M],
                                                                   es["policy"])
         keys = jax.random.split(rng, R + 2)
-        belief, mem = self.samples(agents, carry["mem_k"], obs, keys[0])
+        belief, mem = self.samples(agents, carry["mem"], obs, keys[0])
         mix = jnp.asarray((1.0 - np.eye(K)) / max(K - 1, 1), jnp.float32) * self._trust()[:, None]
         sent = []
         for r in range(1, R + 1):
             msg = jnp.round(jax.nn.softmax(belief) * QUANT).astype(jnp.uint8)  # what is billed ...
             sent.append(msg)
             heard = jnp.log(msg.astype(jnp.float32) / QUANT + 1e-3)           # ... is what peers read
-            fresh, _ = self.samples(agents, carry["mem_k"], obs, keys[r])
+            fresh, _ = self.samples(agents, carry["mem"], obs, keys[r])
             belief = jax.nn.log_softmax(jax.nn.log_softmax(fresh) + mix @ heard)
         votes = self.vote(belief, keys[R + 1])
         msgs = jnp.stack(sent) if sent else jnp.zeros((0, K, belief.shape[-1]), jnp.uint8)
@@ -161,7 +150,7 @@ class Debate(Team):
 
     def edge_query(self, es, carry, obs, rng):
         votes, p, msgs, mem = self.deliberate(es, carry, obs, rng)
-        q = self.query_from(es, dict(carry, mem_k=mem), obs, rng, vote_logits(votes, p))
+        q = self.query_from(es, dict(carry, mem=mem), obs, rng, vote_logits(votes, p))
         peer = {"votes": votes[1:].astype(jnp.uint8)}
         if self.R:
             peer["beliefs"] = msgs
@@ -195,8 +184,8 @@ class SelfConsistency(Team):
         N = self.voters()
         k1, k2 = jax.random.split(rng)
         params = jax.tree_util.tree_map(lambda a: jnp.broadcast_to(a, (N,) + a.shape[1:]), es["policy"])
-        mems = jnp.broadcast_to(carry["mem_k"], (N,) + carry["mem_k"].shape[1:])
+        mems = jnp.broadcast_to(carry["mem"], (N,) + carry["mem"].shape[1:])
         logits, mem = self.samples(params, mems, obs, k1)
         votes = self.vote(logits, k2)
         p = jax.nn.softmax(logits).mean(0)
-        return self.query_from(es, dict(carry, mem_k=mem[:1]), obs, rng, vote_logits(votes, p))
+        return self.query_from(es, dict(carry, mem=mem[:1]), obs, rng, vote_logits(votes, p))

@@ -57,7 +57,7 @@ class FreeDebate(Debate):
         K, R = self.K, self.R
         M = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
         agents = jax.tree_util.tree_map(lambda a: a[jnp.arange(K) % M], es["policy"])
-        belief, mem = self.samples(agents, carry["mem_k"], obs, rng)
+        belief, mem = self.samples(agents, carry["mem"], obs, rng)
         mix = (1.0 - jnp.eye(K)) / (K - 1) * self._trust()[:, None]
         for _ in range(R):
             belief = jax.nn.log_softmax(jax.nn.log_softmax(belief) + mix @ jax.nn.log_softmax(belief))
