@@ -254,6 +254,8 @@ def test_edge_observation_holds_only_its_window():
 
 # ---- must-show claims on the SMALL tiers ------------------------------------------
 UP_BYTES = {"plan/fogmaze-small": 2 + 4, "plan/slidingtile-small": 5}  # fogmaze: pos + 25 window bits
+LEARNED_FOG = "tasks.plan_fogmaze:LEARNED_SMALL"  # fogmaze-small's mazes and edge, a learned (VIN) cloud
+GRU_FOG = "tasks.plan_fogmaze:GRU_SMALL"  # fogmaze-small's mazes, an edge policy with memory (GRU)
 
 
 @pytest.mark.parametrize("task", ["plan/fogmaze-small", "plan/slidingtile-small"])
@@ -306,6 +308,9 @@ def _planner_flops(task, inst, k):
     """The cloud planner's analytic matmul FLOPs per answer of k actions."""
     from lsbench.registry import load_task
     c = load_task(task).config
+    if c["env"] == "fogmaze" and c.get("cloud") == "learned":
+        G = 2 * c["n"] + 1
+        return fogmaze.vin_flops(G, c["sweeps"], c["cloud_channels"], k)
     if c["env"] == "fogmaze":
         G = 2 * c["n"] + 1
         return fogmaze.planner_flops(G, c["sweeps"] or G * G // 2)
@@ -317,10 +322,12 @@ def _planner_flops(task, inst, k):
     ("plan/fogmaze-small", "ask-uncertain", 8), ("plan/fogmaze-small", "swiftsage", 8),
     ("plan/fogmaze-small", "ensemble", 4), ("plan/fogmaze-small", "router-learned", 4),
     ("plan/slidingtile-small", "cloud-only", 1), ("plan/slidingtile-small", "plan-once", None),
-    ("plan/slidingtile-small", "ask-uncertain", 8)])
+    ("plan/slidingtile-small", "ask-uncertain", 8),
+    (LEARNED_FOG, "cloud-only", 1), (LEARNED_FOG, "ask-uncertain", 8)])
 def test_cloud_flops_are_the_planners_cost_times_calls(pdata, task, method, k):
     """Every method that calls the cloud pays the metered planner: cloud FLOPs > 0 and
     equal to the planner's analytic cost (fogmaze: sweeps x one 3x3 conv of the map;
+    fogmaze's learned VIN: a reward conv, sweeps + 1 Q convs of C channels, k heads;
     slidingtile: k x one [5, 9] x [9] rank product) times its calls."""
     m, c, traj, inst = _run(task, method, pdata)
     k = inst.edge_view.plan_len if k is None else k
@@ -328,6 +335,25 @@ def test_cloud_flops_are_the_planners_cost_times_calls(pdata, task, method, k):
     assert calls > 0 and c["cloud_flops"] > 0
     assert c["cloud_flops"] == calls * _planner_flops(task, inst, k)
     assert m["cloud_flops_per_episode"] == pytest.approx(c["cloud_flops"] / inst.num_episodes)
+
+
+def test_fogmaze_learned_cloud_is_a_cloud_asset(pdata):
+    """The learned (VIN) cloud: the same mazes and edge policy as fogmaze-small, its
+    weights only in the cloud view (an edge program holding them is refused), results
+    labelled learned; cloud-only asks it on every step."""
+    from lsbench.harness import sealed
+    from lsbench.harness.sealed import _content_key
+    cloud = _run(LEARNED_FOG, "cloud-only", pdata)[0]
+    edge = _run(LEARNED_FOG, "edge-only", pdata)[0]
+    inst, base = _BUILT[(LEARNED_FOG, pdata)], _BUILT.get(("plan/fogmaze-small", pdata))
+    cv, ev = inst.cloud_view, inst.edge_view
+    assert cv.planner.kind == "learned" and inst.cloud_kind == "learned" and "cloud" not in ev.params
+    assert _content_key(jax.tree_util.tree_leaves(cv.params["cloud"])[0]) in \
+        sealed.guard_for("plan", inst).denied["edge"]
+    if base is not None:  # the tier's edge policy, shared (one cache entry)
+        np.testing.assert_array_equal(jax.tree_util.tree_leaves(ev.params["edge"])[0],
+                                      jax.tree_util.tree_leaves(base.edge_view.params["edge"])[0])
+    assert cloud["calls_per_episode"] == pytest.approx(cloud["steps"]) and edge["calls_per_episode"] == 0
 
 
 def test_validation_episodes_are_disjoint_and_reported(pdata):
@@ -375,6 +401,17 @@ def _mlp_matmul_flops(n_in, hidden, out=4):
     return 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:]))
 
 
+def _policy_flops(model):
+    """Matmul FLOPs of one step of the edge policy, counted from its layer sizes: an MLP's
+    products, or a GRU's encoder + 3 input + 3 recurrent products + head."""
+    i = model.info
+    if i["kind"] == "mlp":
+        return _mlp_matmul_flops(i["inputs"], i["hidden"], i["out"])
+    dims = [i["inputs"], *i["hidden"][:-1]]
+    H = i["hidden"][-1]
+    return 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:])) + 2 * (3 * dims[-1] * H + 3 * H * H + H * i["out"])
+
+
 @pytest.mark.parametrize("task", ["plan/fogmaze-small", "plan/slidingtile-small"])
 def test_views_hold_only_their_sides_assets(pdata, task):
     """The edge view: its policies and the env functions; the cloud view: the planner
@@ -388,7 +425,9 @@ def test_views_hold_only_their_sides_assets(pdata, task):
     assert isinstance(ev, api.PlanView) and ev.side == "edge" and cv.side == "cloud"
     assert ev.planner is None and ev.calib is None and set(ev.params) == {"edge", "edge_ensemble"}
     assert cv.planner is not None and cv.planner.kind == "solver" and cv.params == {}
-    assert set(cv.calib) == {"obs", "expert"} and cv.calib["expert"].shape[0] > 0
+    # A policy with memory (fogmaze's GRU) also gives its memory at each calibration state.
+    gru = ev.models["edge"].info["kind"] == "gru"
+    assert set(cv.calib) == {"obs", "expert"} | ({"mem"} if gru else set()) and cv.calib["expert"].shape[0] > 0
     assert not any("ref" in f.name for f in dataclasses.fields(ev))
     assert ev.plan_len == cv.plan_len > 0 and ev.ensemble == 3 and ev.max_steps == inst.max_steps
     guard = sealed.guard_for("plan", inst)
@@ -398,6 +437,28 @@ def test_views_hold_only_their_sides_assets(pdata, task):
     if task == "plan/slidingtile-small":  # the solver's table is the cloud's asset
         table = cv.planner.plan.args[0]
         assert table.size == math.factorial(9) and _content_key(table) in denied
+
+
+def test_gru_edge_memory_is_carried_and_metered(pdata):
+    """fogmaze's GRU edge (the GRU_SMALL variant) has memory: on the calibration split
+    (member 0's greedy episodes) each state's memory is one policy step from the
+    previous state's memory and observation (zeros at an episode's start), and
+    edge-only's metered edge FLOPs are one GRU step (counted from its layer sizes) per
+    active step."""
+    from lsbench.models import policies
+    task = GRU_FOG
+    m, c, traj, inst = _run(task, "edge-only", pdata)
+    edge, cal = inst.edge_view.models["edge"], inst.cloud_view.calib
+    assert edge.info["kind"] == "gru" and inst.edge_view.budgets["edge_param_cap"] >= edge.info["params"]
+    assert c["edge_flops"] == int(traj["active"].sum()) * _policy_flops(edge) > 0
+    member0 = inst.edge_view.params["edge"]
+    n = 2000
+    obs = jax.tree_util.tree_map(lambda a: a[:n], cal["obs"])
+    nxt = jax.jit(jax.vmap(lambda o, h: policies.policy_step(edge, member0, h, o)[1]))(obs, cal["mem"][:n])
+    got, want = np.asarray(nxt[:-1]), np.asarray(cal["mem"][1:n])
+    start = np.all(want == 0, axis=1)  # the next state opens a new episode
+    assert 0 < start.sum() < n / 10 and np.abs(got[~start] - want[~start]).max() < 1e-4
+    assert np.abs(got[~start]).max() > 0.1  # the memory is used, not stuck at zero
 
 
 def test_router_setup_is_metered_and_billed(pdata):
@@ -410,7 +471,7 @@ def test_router_setup_is_metered_and_billed(pdata):
     edge = inst.edge_view.models["edge"]
     n_params = edge.info["params"]
     n_cal = int(inst.cloud_view.calib["expert"].shape[0])
-    fwd = _mlp_matmul_flops(edge.info["inputs"], edge.info["hidden"])
+    fwd = _policy_flops(edge)
     assert c["setup_bytes_up"] == 4 * n_params and c["setup_bytes_down"] == 3 * 5 * 4
     assert c["setup_cloud_flops"] >= n_cal * fwd + 500 * 2 * n_cal * 5
     assert c["setup_edge_flops"] == 0 and c["messages"] == 2 * int(traj["calls"].sum()) + 2
@@ -428,7 +489,7 @@ def test_edge_footprints_fit_the_budgets(pdata):
     inst = _BUILT.get((task, pdata)) or _run(task, "edge-only", pdata)[3]
     edge = inst.edge_view.models["edge"]
     n_params, K = edge.info["params"], inst.edge_view.ensemble
-    fwd = _mlp_matmul_flops(edge.info["inputs"], edge.info["hidden"])
+    fwd = _policy_flops(edge)
     budget = inst.edge_budgets
     assert set(budget) == {"param_bytes", "flops_per_example"}
     for method in ("edge-only", "cloud-only", "plan-once", "swiftsage", "ask-uncertain",

@@ -193,8 +193,10 @@ def field_plan(d, pos, k: int):
 class FogMaze:
     """The environment for one configuration (static sizes)."""
 
-    def __init__(self, n: int, view_radius: int = 2, clip: int = 4, slip: float = 0.0, sweeps: int = 0):
+    def __init__(self, n: int, view_radius: int = 2, clip: int = 4, slip: float = 0.0, sweeps: int = 0,
+                 budget=(2, 10)):
         self.n, self.G, self.r, self.clip = n, 2 * n + 1, view_radius, clip
+        self.budget = (float(budget[0]), int(budget[1]))  # steps per episode: a x opt + b
         self.view_size = (2 * view_radius + 1) ** 2
         self.slip = float(slip)
         self.sweeps = int(sweeps) or self.G * self.G // 2
@@ -212,7 +214,8 @@ class FogMaze:
 
     def reset(self, inst):
         pos = jnp.asarray(inst["start"], jnp.int32)
-        budget = 2 * jnp.asarray(inst["opt"], jnp.int32) + 10
+        a, b = self.budget
+        budget = jnp.floor(a * jnp.asarray(inst["opt"], jnp.float32)).astype(jnp.int32) + b
         env = {"free": inst["free"], "goal": inst["goal"], "pos": pos, "t": jnp.int32(0),
                "budget": budget, "key": jnp.asarray(inst["seed"], jnp.uint32), "door": inst["door"],
                "period": inst["period"], "phase": inst["phase"]}
@@ -275,3 +278,65 @@ class FogMaze:
     def encode_up(self, obs):
         """The position (2 uint8) and the window as bits (ceil((2r+1)^2 / 8) bytes)."""
         return {"pos": obs["pos"], "view": jnp.packbits(obs["view"] > 0)}
+
+
+# ---- a learned cloud planner: a value iteration network (Tamar et al. 2016) -------
+def _conv(x, w):
+    """SAME 3x3 convolution of x[C, G, G] by w[O, C, 3, 3] -> [O, G, G] (metered)."""
+    return jax.lax.conv_general_dilated(x[None], w, (1, 1), "SAME")[0]
+
+
+def vin_init(key, channels: int):
+    """VIN weights: a reward conv of (map, goal), a Q conv of (reward, value) with
+    ``channels`` outputs, and a head from the Q channels at the agent's cell to 4 actions.
+    Channel c starts looking one step in direction c mod 4 (its V taps peaked there) and
+    the head starts as channel -> its direction: a wavefront's structure, weights learned."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    taps = np.zeros((channels, 3, 3), np.float32)
+    for c in range(channels):
+        taps[c, 1 + DIRS[c % 4][0], 1 + DIRS[c % 4][1]] = 4.0
+    wq = jnp.stack([0.1 * jax.random.normal(k2, (channels, 3, 3)), jnp.asarray(taps)], 1)
+    head = np.tile(np.eye(4, dtype=np.float32), (-(-channels // 4), 1))[:channels]
+    return {"wr": 0.1 * jax.random.normal(k1, (1, 2, 3, 3)), "br": jnp.zeros(()), "wq": wq,
+            "wo": jnp.asarray(head) + 0.01 * jax.random.normal(k3, (channels, 4))}
+
+
+def vin_q(p, free, goal, sweeps: int):
+    """The VIN's Q channels [C, G, G] on map ``free`` with ``goal``: a learned reward map,
+    then ``sweeps`` rounds of V = max_c Q, Q = conv(reward, V), and one more Q. Each
+    channel's taps on V are a softmax (non-negative, sum 1), so V stays bounded."""
+    G = free.shape[0]
+    x = jnp.stack([free.astype(jnp.float32), jnp.zeros((G, G), jnp.float32).at[goal[0], goal[1]].set(1.0)])
+    r = _conv(x, p["wr"])[0] + p["br"]
+    wv = jax.nn.softmax(p["wq"][:, 1].reshape(-1, 9), -1).reshape(-1, 3, 3)
+    w = jnp.stack([p["wq"][:, 0], wv], 1)
+    q_of = lambda v: _conv(jnp.stack([r, v]), w)
+    v = jax.lax.scan(lambda v, _: (jnp.max(q_of(v), 0), None), jnp.zeros((G, G), jnp.float32), None,
+                     length=sweeps)[0]
+    return q_of(v)
+
+
+def vin_logits(p, q):
+    """Action logits at every cell, [G, G, 4] (training: labels at every free cell)."""
+    return jnp.einsum("cgh,ca->gha", q, p["wo"])
+
+
+def vin_plan(p, free, goal, pos, k: int, sweeps: int):
+    """The VIN's next k actions from ``pos``: its greedy action at each cell, walked on the
+    map it was given (a move into a wall stays put; no-ops once at the goal)."""
+    q = vin_q(p, free, goal, sweeps)
+    G = free.shape[0]
+
+    def body(c, _):
+        a = jnp.argmax(q[:, c[0], c[1]] @ p["wo"]).astype(jnp.int32)
+        nxt = jnp.clip(c + jnp.asarray(DIRS)[a], 0, G - 1)
+        stay = jnp.all(c == goal) | ~free[nxt[0], nxt[1]]
+        return jnp.where(stay, c, nxt), a
+    return jax.lax.scan(body, pos.astype(jnp.int32), None, length=k)[1]
+
+
+def vin_flops(G: int, sweeps: int, channels: int, k: int) -> int:
+    """Matmul FLOPs of one VIN answer of k actions: the reward conv (2 -> 1), sweeps + 1 Q
+    convs (2 -> channels), each ``2 C_in C_out (3G - 2)^2``, and k heads (channels x 4)."""
+    pairs = (3 * G - 2) ** 2
+    return 2 * 2 * pairs + (sweeps + 1) * 2 * 2 * channels * pairs + k * 2 * channels * 4
