@@ -9,9 +9,14 @@ client updates per second and the billed edge FLOP/s (matmul and convolution
 FLOPs of the client updates, per real example) as a share of this machine's
 fp32 matmul peak, measured in the same run.
 
-    python benchmarks/bench_throughput.py [--clients=1000] [--rounds=5] [--backend=vmap]
+    python benchmarks/bench_throughput.py [--clients=1000] [--rounds=5] [--backend=vmap] [--conv=im2col]
+
+``--conv=im2col``: the same CNN (same parameters, outputs equal to float
+tolerance) with its convolutions written as im2col matmuls, which XLA:CPU runs
+fast inside loop bodies (``bench_conv_loops.py``; jax-ml/jax#12868).
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -25,7 +30,29 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench_round_rate import drive, matmul_peak  # noqa: E402
 
 
-def spec(clients, per_round, n, batch):
+def conv_im2col(x, w, b, stride):
+    """A 'SAME'-padded (1 pixel) k x k convolution as strided slices of the padded
+    input, concatenated in (i, j, c_in) order, times the kernel as [k*k*c_in, c_out]."""
+    import jax.numpy as jnp
+    k = w.shape[0]
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    ho, wo = (x.shape[1] + 2 - k) // stride + 1, (x.shape[2] + 2 - k) // stride + 1
+    cols = [xp[:, i:i + stride * (ho - 1) + 1:stride, j:j + stride * (wo - 1) + 1:stride, :]
+            for i in range(k) for j in range(k)]
+    return jnp.concatenate(cols, -1) @ w.reshape(-1, w.shape[-1]) + b
+
+
+def apply_im2col(p, x):
+    """``train_zoo.cnn(10, (32, 32, 3), channels=(32, 64), kernels=(3, 3), strides=(2, 2),
+    dense=128)``'s apply, convolutions as im2col matmuls."""
+    body = p["body"]
+    for name in ("Conv_0", "Conv_1"):
+        x = jax.nn.relu(conv_im2col(x, body[name]["kernel"], body[name]["bias"], 2))
+    x = jax.nn.relu(x.reshape(x.shape[0], -1) @ body["Dense_0"]["kernel"] + body["Dense_0"]["bias"])
+    return x @ p["head"]["Dense_0"]["kernel"] + p["head"]["Dense_0"]["bias"]
+
+
+def spec(clients, per_round, n, batch, conv="xla"):
     from lsbench.models import train_zoo
     from lsbench.task import TaskSpec, TrainInstance
     from tasks._train_common import make_views
@@ -38,6 +65,8 @@ def spec(clients, per_round, n, batch):
         gx = rng.standard_normal((100,) + shape, dtype=np.float32)
         gy = rng.integers(0, k, 100).astype(np.int32)
         cnn = train_zoo.cnn(k, shape, channels=(32, 64), kernels=(3, 3), strides=(2, 2), dense=128)
+        if conv == "im2col":
+            cnn = dataclasses.replace(cnn, name=cnn.name + "-im2col", apply=apply_im2col, stages=(), run=None)
         edge, cloud = make_views(spec, num_classes=k, input_shape=shape, models={"edge": cnn, "cloud": cnn},
                                  tiers={"full": 1.0}, num_clients=clients, max_client_n=n, dataset="synthetic",
                                  partition_kind="iid")
@@ -63,13 +92,14 @@ def main():
     ap.add_argument("--backend", default="vmap")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--conv", default="xla", choices=["xla", "im2col"])
     a = ap.parse_args()
     from lsbench.harness import sealed
     from lsbench.harness.runner import merge_hparams
     from lsbench.harness.train_loop import TrainLoop
     from lsbench.metering.flops import count_jaxpr
     from lsbench.registry import load_method
-    s = spec(a.clients, a.per_round, a.examples, a.batch)
+    s = spec(a.clients, a.per_round, a.examples, a.batch, a.conv)
     inst = s.build("", 0)
     cls = load_method(a.method, s)
     sides = sealed.build_sides(cls, "train", inst, merge_hparams(cls, None),
@@ -89,7 +119,7 @@ def main():
     updates = a.rounds * sum(loop.k.values())
     print(json.dumps({
         "setup": f"{a.clients} clients, {a.per_round}/round, {a.examples} examples, batch {a.batch}, 1 epoch",
-        "model": inst.cloud_view.models["edge"].name, "method": a.method, "backend": a.backend,
+        "model": inst.cloud_view.models["edge"].name, "conv": a.conv, "method": a.method, "backend": a.backend,
         "cpus": os.cpu_count(), "platform": jax.default_backend(), "warmup_s": round(warm, 2),
         "timed_rounds": a.rounds, "s_per_round": round(dt / a.rounds, 4),
         "client_updates_per_s": round(updates / dt, 2),
