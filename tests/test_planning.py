@@ -348,8 +348,7 @@ def test_fogmaze_learned_cloud_is_a_cloud_asset(pdata):
     inst, base = _BUILT[(LEARNED_FOG, pdata)], _BUILT.get(("plan/fogmaze-small", pdata))
     cv, ev = inst.cloud_view, inst.edge_view
     assert cv.planner.kind == "learned" and inst.cloud_kind == "learned" and "cloud" not in ev.params
-    assert _content_key(jax.tree_util.tree_leaves(cv.params["cloud"])[0]) in \
-        sealed.guard_for("plan", inst).denied["edge"]
+    assert _content_key(cv.params["cloud"]["wq"]) in sealed.guard_for("plan", inst).denied["edge"]
     if base is not None:  # the tier's edge policy, shared (one cache entry)
         np.testing.assert_array_equal(jax.tree_util.tree_leaves(ev.params["edge"])[0],
                                       jax.tree_util.tree_leaves(base.edge_view.params["edge"])[0])
