@@ -278,3 +278,26 @@ def test_small_tier_claims():
     b = lambda x: x["bytes_up_per_episode"] + x["bytes_down_per_episode"]
     assert m["subgoal-replan"]["success"] >= m["cloud-only"]["success"] - 0.05
     assert b(m["subgoal-replan"]) <= 0.2 * b(m["cloud-only"])
+
+
+@pytest.mark.slow  # the default tier: 13 min wall on 2 shared, loaded cores
+def test_default_tier_subgoals_pay_off():
+    """Issue 15's must-show on plan/keydoor (1,000 test episodes): subgoal-replan reaches
+    >= cloud-only's success - 5 points (on the Wilson interval's lower end) at <= 20% of
+    its bytes, and a single subgoal list loses points where a key was misplaced."""
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    from bench_keydoor import run
+    from lsbench.registry import load_task
+    spec = load_task("plan/keydoor")
+    inst = spec.build(_pdata(), 0)
+    assert inst.num_episodes == 1000
+    moved = np.asarray(inst.instances["misplaced"]).any(1)
+    out = {m: run(inst, spec, m) for m in ("cloud-only", "subgoal-replan", "subgoal")}
+    m = {k: v[0]["metrics"] for k, v in out.items()}
+    b = lambda x: x["bytes_up_per_episode"] + x["bytes_down_per_episode"]
+    assert m["subgoal-replan"]["success_lo95"] >= m["cloud-only"]["success"] - 0.05
+    assert b(m["subgoal-replan"]) <= 0.2 * b(m["cloud-only"])
+    succ = out["subgoal"][1]
+    assert succ[~moved].mean() - succ[moved].mean() >= 0.2
+    assert m["subgoal"]["success_hi95"] < m["subgoal-replan"]["success_lo95"]
