@@ -323,7 +323,9 @@ def _planner_flops(task, inst, k):
     ("plan/fogmaze-small", "ensemble", 4), ("plan/fogmaze-small", "router-learned", 4),
     ("plan/slidingtile-small", "cloud-only", 1), ("plan/slidingtile-small", "plan-once", None),
     ("plan/slidingtile-small", "ask-uncertain", 8),
-    (LEARNED_FOG, "cloud-only", 1), (LEARNED_FOG, "ask-uncertain", 8)])
+    # the variants train their own models (GRU edge, VIN cloud) in a fresh data dir: slow
+    pytest.param(LEARNED_FOG, "cloud-only", 1, marks=pytest.mark.slow),
+    pytest.param(LEARNED_FOG, "ask-uncertain", 8, marks=pytest.mark.slow)])
 def test_cloud_flops_are_the_planners_cost_times_calls(pdata, task, method, k):
     """Every method that calls the cloud pays the metered planner: cloud FLOPs > 0 and
     equal to the planner's analytic cost (fogmaze: sweeps x one 3x3 conv of the map;
@@ -337,6 +339,7 @@ def test_cloud_flops_are_the_planners_cost_times_calls(pdata, task, method, k):
     assert m["cloud_flops_per_episode"] == pytest.approx(c["cloud_flops"] / inst.num_episodes)
 
 
+@pytest.mark.slow  # builds a variant (trains a VIN cloud / a GRU edge) in a fresh data dir
 def test_fogmaze_learned_cloud_is_a_cloud_asset(pdata):
     """The learned (VIN) cloud: the same mazes and edge policy as fogmaze-small, its
     weights only in the cloud view (an edge program holding them is refused), results
@@ -438,6 +441,7 @@ def test_views_hold_only_their_sides_assets(pdata, task):
         assert table.size == math.factorial(9) and _content_key(table) in denied
 
 
+@pytest.mark.slow  # builds a variant (trains a VIN cloud / a GRU edge) in a fresh data dir
 def test_gru_edge_memory_is_carried_and_metered(pdata):
     """fogmaze's GRU edge (the GRU_SMALL variant) has memory: on the calibration split
     (member 0's greedy episodes) each state's memory is one policy step from the
