@@ -15,8 +15,11 @@ class Checkpointer:
         import orbax.checkpoint as ocp
         self._ocp = ocp
         self.path = os.path.abspath(path)
+        # Synchronous saves: every save is awaited anyway, and a background save thread
+        # that a SIGINT interrupts mid-save could keep the process from exiting.
         self.mngr = ocp.CheckpointManager(
-            self.path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+            self.path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                            enable_async_checkpointing=False))
 
     def latest(self):
         return self.mngr.latest_step()
