@@ -123,6 +123,7 @@ def cloud_shapes():
     return cfg, jax.eval_shape(lambda k: T.init_params(cfg, k), jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
+@pytest.mark.slow  # default-suite time: the CLI run trains the test-sized cloud model (about 35 s)
 def test_lsbench_run_bills_llm_int8_at_its_packed_size(data_dir, tmp_path):
     """`lsbench run` end to end: setup bytes down == the codec's analytic size (outlier rows
     and indices included) == the edge's parameter bytes; nothing per query."""

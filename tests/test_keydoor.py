@@ -240,6 +240,7 @@ def test_bytes_and_cloud_flops_are_the_analytic_counts(method, down):
         assert np.all(traj["calls"] == 1)
 
 
+@pytest.mark.slow  # default-suite time; lsbench.run on keydoor is also covered by the bytes/FLOPs test
 def test_lsbench_run_end_to_end():
     """subgoal-replan through ``lsbench.run``: a completed run whose bytes and cloud FLOPs
     are the layouts and the planner's cost x its calls, with validation metrics."""
