@@ -25,9 +25,11 @@ class Checkpointer:
         return self.mngr.latest_step()
 
     def save(self, step: int, state) -> None:
+        from lsbench.harness import interrupt
         state = jax.tree_util.tree_map(np.asarray, state)
-        self.mngr.save(step, args=self._ocp.args.StandardSave(state))
-        self.mngr.wait_until_finished()
+        with interrupt.critical():  # a SIGINT waits for the save to finish
+            self.mngr.save(step, args=self._ocp.args.StandardSave(state))
+            self.mngr.wait_until_finished()
 
     def restore(self, template):
         step = self.mngr.latest_step()

@@ -340,11 +340,13 @@ def execute(cfg: RunConfig, log=print) -> dict:
         raise UsageError("--resume and --overwrite contradict each other; pass one")
     if os.path.exists(rd.path) and not os.path.isdir(rd.path):
         raise UsageError(f"workdir {rd.path} is a file, not a directory; pick another --workdir")
-    with RunLock(rd.path):
+    from lsbench.harness import interrupt
+    with RunLock(rd.path), interrupt.handling():
         return _execute_locked(cfg, rd, log)
 
 
 def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
+    from lsbench.harness import interrupt
     run = _Run(cfg, rd, log)
     if run.open():
         return run.final
@@ -354,6 +356,8 @@ def _execute_locked(cfg: RunConfig, rd: RunDir, log) -> dict:
             t_chunk = time.time()
             state, rows, ok = run_units(run.loop, run.cur[1], run.u, end)
             run.after(state, rows, ok, t_chunk)
+            interrupt.check()
+        interrupt.ignore()  # the units are done: a late SIGINT does not stop final.json
         run.close()
     except KeyboardInterrupt:
         run.interrupted()
@@ -380,9 +384,11 @@ def execute_seeds(cfgs, log=print) -> list:
                 {k: v for k, v in dataclasses.asdict(cfgs[0]).items() if k not in ("seed", "workdir")}:
             raise UsageError("seed batching runs one (task, method, hyper-parameters) over seeds; "
                              "the configs differ in more than seed and workdir")
+    from lsbench.harness import interrupt
     with contextlib.ExitStack() as stack:
         for rd in rds:
             stack.enter_context(RunLock(rd.path))
+        stack.enter_context(interrupt.handling())
         runs = [_Run(c, rd, log) for c, rd in zip(cfgs, rds)]
         todo = [r for r in runs if not r.open()]
         sigs = {id(r): r.loop.batch_signature() if hasattr(r.loop, "batch_signature") else id(r) for r in todo}
@@ -402,6 +408,8 @@ def execute_seeds(cfgs, log=print) -> list:
                                                              [r.cur[1] for r in group], lead.u, end)
                 for r, (state, rows, ok) in zip(group, results):
                     r.after(state, rows, ok, t_chunk)
+                interrupt.check()
+            interrupt.ignore()
             for r in todo:
                 r.close()
         except KeyboardInterrupt:
@@ -511,7 +519,13 @@ class _Run:
         return _chunk_end(self.loop, self.u, self.n_units, self.every)
 
     def after(self, state, rows, ok, t_chunk) -> None:
-        """Units ``[u, u + len(rows))`` are done: evaluate, write, checkpoint, check."""
+        """Units ``[u, u + len(rows))`` are done: evaluate, write, checkpoint, check.
+        A SIGINT waits until all of it is done, so rows, state and checkpoint agree."""
+        from lsbench.harness import interrupt
+        with interrupt.critical():
+            self._after(state, rows, ok, t_chunk)
+
+    def _after(self, state, rows, ok, t_chunk) -> None:
         from lsbench.harness import budgets
         loop, u, log = self.loop, self.u, self.log
         last = u + len(rows) - 1  # the last unit done (a diverged chunk stops early)
@@ -562,6 +576,8 @@ class _Run:
         self.log(f"wrote {rd.final_path} ({self.status}, {time.time() - self.t_start:.1f}s)")
 
     def interrupted(self):
+        from lsbench.harness import interrupt
+        interrupt.ignore()
         self.bar.close()
         done, last = self.cur
         try:
