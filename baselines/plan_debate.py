@@ -8,20 +8,22 @@ multiplicative noise, one draw per unit, so each sample is a different network
 and needs its own pass; 0: none), and a vote is drawn from the logits at
 temperature ``temp`` (Gumbel-max; 0: argmax). Both methods pay the same per sample.
 
-**debate** (``agents`` = K, ``rounds`` = R): agent i runs ensemble member
-``i mod M`` (``view.params['edge_ensemble']``, M members). Round 0: each agent
-samples; its belief is its logits. Rounds 1..R: each agent broadcasts its
-belief as a distribution quantized to uint8 per action (A bytes; one
-transmission heard by its K - 1 peers), then samples again and updates
+**debate** (``agents`` = K, ``rounds`` = R) is a team (``api.PlanMethod.team``): K
+agents, each its own device and sealed program holding one member (agent i runs
+ensemble member ``i mod M`` of ``view.params['edge_ensemble']``, given to its
+``agent_setup`` by the harness). Round 0: each agent samples; its belief is its
+logits. Rounds 1..R: each agent has broadcast its belief as a distribution quantized
+to uint8 per action (A bytes, heard by its K - 1 peers through the harness's peer
+channel), samples again and updates
 
-    b_i <- log_softmax(fresh_i) + trust_i * mean_{j != i} log(m_j / 255 + 1e-3)
+    b_i <- log_softmax(fresh_i) + trust * mean_{j != i} log(m_j / 255 + 1e-3)
 
-(one [K, K] x [K, A] product with a zero diagonal: counted by the FLOP meter),
-where m_j is exactly the billed message. Then every agent votes (temperature
-``temp``); the K - 1 peers send their votes (1 uint8 each) to the acting agent,
-which takes the majority (ties: the mean belief) and asks the cloud for ``k``
-actions when the top action holds fewer than ``agree`` x K votes. Peer bytes
-per active step: ``R * K * A + (K - 1)`` (``Query.peer``; the harness bills it).
+(one [K] x [K, A] product per agent: counted by the FLOP meter), where m_j is
+exactly the message the channel delivered. Then every agent votes (temperature
+``temp``) and reports its vote (1 uint8) to the acting agent (agent 0), which takes
+the majority (ties: its own vote) and asks the cloud for ``k`` actions when the top
+action holds fewer than ``agree`` x K votes. Peer bytes per active step, metered by
+the harness: ``R * K * A + (K - 1)``.
 
 **ensemble** is debate with R = 0, no noise, temperature 0 and K = M (the task's
 members): K argmax votes, K - 1 peer bytes per step (its behaviour before
@@ -31,13 +33,12 @@ debate existed, and its name and sweep).
 ONE agent (member 0), no messages (peer bytes 0), majority vote, the cloud
 when fewer than ``agree`` x N agree. Equal-compute rule: N forward passes per
 step = debate's K (R + 1); the edge FLOPs differ only by debate's mixing
-products (R x 2 K^2 A per step; ``tests/test_debate.py`` bounds the gap).
+products (R x 2 K^2 A per step; ``tests/test_debate.py`` asserts the gap).
 """
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from baselines.plan_reference import Buffered
 from lsbench import api
@@ -73,31 +74,25 @@ class Team(Buffered):
     def voters(self) -> int:
         return self.K
 
-    def edge_start(self, es, obs):
-        """Buffered's carry; ``mem`` holds one policy memory per member held (stacked)."""
-        c = super().edge_start(es, obs)
-        n = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
-        return dict(c, mem=jnp.broadcast_to(c["mem"], (n,) + c["mem"].shape))
-
-    def samples(self, params, mems, obs, rng):
-        """One forward pass per row of the stacked ``params`` (own memory, own weight noise):
-        (logits [n, A], memories [n, ...])."""
+    def sample(self, p, m, obs, key):
+        """One forward pass of policy ``p`` (memory ``m``) with its own weight noise: (logits [A], memory)."""
         model, noise = self.view.models["edge"], float(self.hp["noise"])
-
-        def one(p, m, key):
+        if noise > 0:
             leaves, tdef = jax.tree_util.tree_flatten(p)
             ks = jax.random.split(key, len(leaves))
             p = jax.tree_util.tree_unflatten(tdef, [
                 w * (1.0 + noise * jax.random.normal(kk, w.shape[-1:], w.dtype)) for w, kk in zip(leaves, ks)])
-            return policies.policy_step(model, p, m, obs)
+        return policies.policy_step(model, p, m, obs)
 
-        if noise <= 0:  # no noise: no keys either (the ensemble's program exactly)
-            return jax.vmap(lambda p, m: policies.policy_step(model, p, m, obs))(params, mems)
+    def samples(self, params, mems, obs, rng):
+        """One sample per row of the stacked ``params`` (own memory): (logits [n, A], memories [n, ...])."""
+        if float(self.hp["noise"]) <= 0:  # no noise: no keys either
+            return jax.vmap(lambda p, m: self.sample(p, m, obs, None))(params, mems)
         n = jax.tree_util.tree_leaves(params)[0].shape[0]
-        return jax.vmap(one)(params, mems, jax.random.split(rng, n))
+        return jax.vmap(lambda p, m, k: self.sample(p, m, obs, k))(params, mems, jax.random.split(rng, n))
 
     def vote(self, logits, rng):
-        """Each row's vote: argmax at temperature 0, else a Gumbel-max sample at ``temp``."""
+        """A vote: argmax at temperature 0, else a Gumbel-max sample at ``temp``."""
         temp = float(self.hp["temp"])
         if temp <= 0:
             return jnp.argmax(logits, -1)
@@ -108,53 +103,46 @@ class Team(Buffered):
 
 
 class Debate(Team):
-    manifest = api.Manifest(name="debate", tracks=("plan",),
-                            description="K edge agents (ensemble members) exchange quantized beliefs over "
-                                        "R rounds (peer bytes metered), then vote; disagreement asks the "
-                                        "cloud for k actions")
+    manifest = api.Manifest(name="debate", tracks=("plan",), version="2",
+                            description="K edge agents (ensemble members, one device and sealed program each) "
+                                        "exchange quantized beliefs over R rounds through the metered peer "
+                                        "channel, then vote; disagreement asks the cloud for k actions")
     default_hparams = {**Team.default_hparams, "rounds": 1}
     sweep = SWEEP
 
+    def team(self):
+        return self.K, self.R
+
+    # ---- the acting agent (agent 0's device): the vote and the cloud ---------------
     def edge_setup(self, rng):
-        """(edge) Holds the M members (``view.params['edge_ensemble']``); agent i runs member i mod M."""
-        return {"policy": self.view.params["edge_ensemble"]}, {}
+        """(edge) The acting agent's policy runs as agent 0: its edge program holds nothing."""
+        return {}, {}
 
-    def edge_start(self, es, obs):
-        c = super().edge_start(es, obs)
-        M = c["mem"].shape[0]
-        return dict(c, mem=c["mem"][np.arange(self.K) % M]) if self.K != M else c
+    def edge_query(self, es, carry, obs, rng, team=None):
+        """The majority of the K reported votes (ties: agent 0's own), or the cloud."""
+        votes = team.msg["vote"].astype(jnp.int32)
+        own = jax.nn.one_hot(votes[0], self.view.env.num_actions)
+        return self.query_from(es, carry, obs, rng, vote_logits(votes, own))
 
-    def _trust(self):
-        t = np.broadcast_to(np.asarray(self.hp["trust"], np.float32), (self.K,))
-        return jnp.asarray(t)
+    # ---- one agent ------------------------------------------------------------------
+    def agent_start(self, ast, obs):
+        """``mem``: the policy memory at the step's start; ``next``: after round 0's pass."""
+        m = policies.init_memory(self.view.models["edge"])
+        return {"mem": m, "next": m, "belief": jnp.zeros((self.view.env.num_actions,), jnp.float32)}
 
-    def deliberate(self, es, carry, obs, rng):
-        """(votes [K], mean belief [A], messages uint8 [R, K, A], agents' memories)."""
-        K, R = self.K, self.R
-        M = jax.tree_util.tree_leaves(es["policy"])[0].shape[0]
-        agents = es["policy"] if K == M else jax.tree_util.tree_map(lambda a: a[np.arange(K) % M],
-                                                                  es["policy"])
-        keys = jax.random.split(rng, R + 2)
-        belief, mem = self.samples(agents, carry["mem"], obs, keys[0])
-        mix = jnp.asarray((1.0 - np.eye(K)) / max(K - 1, 1), jnp.float32) * self._trust()[:, None]
-        sent = []
-        for r in range(1, R + 1):
-            msg = jnp.round(jax.nn.softmax(belief) * QUANT).astype(jnp.uint8)  # what is billed ...
-            sent.append(msg)
-            heard = jnp.log(msg.astype(jnp.float32) / QUANT + 1e-3)           # ... is what peers read
-            fresh, _ = self.samples(agents, carry["mem"], obs, keys[r])
-            belief = jax.nn.log_softmax(jax.nn.log_softmax(fresh) + mix @ heard)
-        votes = self.vote(belief, keys[R + 1])
-        msgs = jnp.stack(sent) if sent else jnp.zeros((0, K, belief.shape[-1]), jnp.uint8)
-        return votes, jax.nn.softmax(belief).mean(0), msgs, mem
-
-    def edge_query(self, es, carry, obs, rng):
-        votes, p, msgs, mem = self.deliberate(es, carry, obs, rng)
-        q = self.query_from(es, dict(carry, mem=mem), obs, rng, vote_logits(votes, p))
-        peer = {"votes": votes[1:].astype(jnp.uint8)}
-        if self.R:
-            peer["beliefs"] = msgs
-        return q._replace(peer=peer)
+    def agent_round(self, ast, ac, obs, inbox, rng, r=0):
+        kn, kv = jax.random.split(rng)
+        fresh, mem = self.sample(ast["policy"], ac["mem"], obs, kn)
+        if r == 0:
+            belief, nxt = fresh, mem
+        else:  # what the peers sent is what they are heard as
+            heard = jnp.log(inbox.msg["belief"].astype(jnp.float32) / QUANT + 1e-3)      # [K, A]
+            w = inbox.got.astype(jnp.float32) * (float(self.hp["trust"]) / max(self.K - 1, 1))
+            belief, nxt = jax.nn.log_softmax(jax.nn.log_softmax(fresh) + w @ heard), ac["next"]
+        ac = dict(ac, belief=belief, next=nxt)
+        if r < self.R:
+            return ac, {"belief": jnp.round(jax.nn.softmax(belief) * QUANT).astype(jnp.uint8)}
+        return dict(ac, mem=nxt), {"vote": self.vote(belief, kv).astype(jnp.uint8)}
 
 
 class Ensemble(Debate):
@@ -179,6 +167,11 @@ class SelfConsistency(Team):
     def edge_setup(self, rng):
         """(edge) Holds one agent: member 0 (``view.params['edge']``), stacked as a team of one."""
         return {"policy": jax.tree_util.tree_map(lambda a: a[None], self.view.params["edge"])}, {}
+
+    def edge_start(self, es, obs):
+        """Buffered's carry; ``mem`` holds the agent's policy memory (stacked: one row)."""
+        c = super().edge_start(es, obs)
+        return dict(c, mem=c["mem"][None])
 
     def edge_query(self, es, carry, obs, rng):
         N = self.voters()

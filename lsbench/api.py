@@ -433,8 +433,10 @@ class PlanMethod(_SetupProtocol, Method):
         """(edge) The episode's carry."""
         raise NotImplementedError
 
-    def edge_query(self, edge_state, carry, obs, rng) -> Query:
-        """(edge) ``Query(carry, uplink, send)`` (send: a bool scalar), optional ``peer``."""
+    def edge_query(self, edge_state, carry, obs, rng, team: Optional[Inbox] = None) -> Query:
+        """(edge) ``Query(carry, uplink, send)`` (send: a bool scalar), optional ``peer``.
+        ``team`` (team methods only): the K agents' reports of the step (leaves lead with K;
+        row 0 is the acting agent's own)."""
         raise NotImplementedError
 
     def cloud_reply(self, cloud_state, world, uplink, rng) -> PyTree:
@@ -445,6 +447,35 @@ class PlanMethod(_SetupProtocol, Method):
 
     def edge_act(self, edge_state, carry, obs, inbox: Inbox, rng) -> tuple[PyTree, Array]:
         """(edge) Returns (carry, action)."""
+        raise NotImplementedError
+
+    # ---- a team of edge agents (optional: debate) -------------------------------
+    def team(self) -> Optional[tuple[int, int]]:
+        """``(K, R)`` when the edge is a team of K agents, each its own device, talking over
+        R message rounds per step; None (default): the edge is one device. A team's agents
+        are built on an *agent view* (the edge view without params) and run as their own
+        sealed programs (``agent_*``: one agent's state and carry each; the harness vmaps them
+        over the K agents). The edge functions above are the acting agent's (agent 0's device):
+        its view holds member 0 only (``params['edge']``). No team program may hold another
+        agent's member: what one agent learns of another passes through the peer channel."""
+        return None
+
+    def agent_setup(self, params, rng) -> PyTree:
+        """(agent) Agent i's state from its member, ``params = {'edge': member i mod M}``
+        (``view.params['edge_ensemble']`` of the edge view, M members)."""
+        return {"policy": params["edge"]}
+
+    def agent_start(self, agent_state, obs) -> PyTree:
+        """(agent) The agent's episode carry."""
+        return ()
+
+    def agent_round(self, agent_state, carry, obs, inbox: Inbox, rng, r: int = 0) -> tuple[PyTree, PyTree]:
+        """(agent) Round ``r`` (static, 0..R) of a step: returns (carry, message). ``inbox``:
+        round r - 1's messages of the K agents (leaves lead with K; the agent's own row
+        zeros, ``got`` bool[K] marks its peers); round 0's is ``Inbox((), got=False)``.
+        A message of rounds < R is broadcast to the K - 1 peers (billed once per sender); the
+        message of round R is the agent's report to the acting agent (``edge_query``'s
+        ``team``; billed for agents 1..K-1)."""
         raise NotImplementedError
 
 
@@ -459,7 +490,8 @@ SIDES = {
                        "finalize"),
               "cloud": ("cloud_setup", "cloud_start", "cloud_reply", "cloud_first_reply")},
     "plan": {"edge": ("edge_setup", "edge_install", "edge_start", "edge_query", "edge_act"),
-             "cloud": ("cloud_setup", "cloud_reply")},
+             "cloud": ("cloud_setup", "cloud_reply"),
+             "agent": ("agent_setup", "agent_start", "agent_round")},  # a team's agents (PlanMethod.team)
 }
 
 # Functions a method must define per track (the rest have defaults).

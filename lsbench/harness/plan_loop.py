@@ -16,6 +16,17 @@ call); an exact-solver cloud is also billed in expanded nodes by the task's
 ``cloud_cost``. A ``Query.peer`` message (edge<->edge) is billed in its own
 column on every active step. Episodes run in chunks (the checkpoint unit).
 
+Teams (``PlanMethod.team() = (K, R)``, e.g. debate): the edge functions are the
+acting agent's (agent 0's device, its view holding member 0 only) and the K
+agents run as their own sealed programs (``sealed.team_views``), vmapped over the
+agents: ``agent_setup`` (once, with member i mod M), ``agent_start`` (per
+episode), then each step rounds r = 0..R of ``agent_round``. A round's messages
+pass through the peer channel: rounds < R broadcast (billed once per sender and
+delivered to its K - 1 peers), round R's reports go to the acting agent (billed
+for agents 1..K-1) and reach ``edge_query`` as its ``team`` inbox. Agent FLOPs
+are edge FLOPs (per episode K ``agent_start``; per active step K ``agent_round``
+per round), and agent states are part of the edge's footprint.
+
 Validation: a task with ``val_instances`` gets its validation episodes run by
 the same programs after the test chunks (their own keys); ``finish`` reports
 the task's metrics on them as ``validation`` (the suite selects operating
@@ -33,6 +44,7 @@ from lsbench import api
 from lsbench.errors import PluginError
 from lsbench.harness.trees import nbytes as _nbytes, where as _where
 from lsbench.metering.channel import Channel
+from lsbench.metering.flops import FlopCount
 from lsbench.task import PlanInstance
 
 CHUNK = 256
@@ -61,6 +73,7 @@ class PlanLoop:
     def __init__(self, inst: PlanInstance, sides, seed: int, scramble: bool = False):
         self.inst, self.sides = inst, sides
         self.edge, self.cloud = sides.edge_of(), sides.cloud
+        self.agent, self.team, self.agent_params = sides.agent, sides.team, sides.agent_params
         self.name = self.edge.manifest.name
         self.root = jax.random.PRNGKey(seed)
         self.E = inst.num_episodes
@@ -73,7 +86,7 @@ class PlanLoop:
         self.up = Channel(hp.get("codec_up", self.edge.codec_up), scramble=scramble)
         self.down = Channel(hp.get("codec_down", self.edge.codec_down), scramble=scramble)
         self.peer = Channel("raw", scramble=scramble)
-        self._rollout = jax.jit(jax.vmap(self._episode, in_axes=(None, None, 0, 0)))
+        self._rollout = jax.jit(jax.vmap(self._episode, in_axes=(None, None, None, 0, 0)))
         self._setup_run = jax.jit(self._setup)
         self._shapes = None   # abstract setup results and step values, from _prepare
         self._flops = None
@@ -91,7 +104,68 @@ class PlanLoop:
         cs, package = self.cloud("cloud_setup", up, kc)
         down, db = self.down.transmit(package, True)
         es = self.edge("edge_install", es, down, ki)
-        return es, cs, ub, db
+        return es, cs, ub, db, self._agent_setup(root)
+
+    # ---- a team's agents ----------------------------------------------------------
+    def _agent_setup(self, root):
+        """Agent i's state from member i mod M (vmapped over the K agents); () if no team."""
+        if not self.team:
+            return ()
+        k = jax.random.fold_in(jax.random.fold_in(root, 0), 3)
+        keys = jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(self.team[0]))
+        return jax.vmap(lambda p, kk: self.agent("agent_setup", {"edge": p}, kk))(self.agent_params, keys)
+
+    def _send(self, msgs, active):
+        """Each agent's message through the peer channel: (delivered [K, ...], bytes)."""
+        got, b = jax.vmap(lambda m: self.peer.transmit(m, active))(msgs)
+        return got, b.sum().astype(jnp.int32)
+
+    def _team_step(self, ast, ac, obs, key, active):
+        """Rounds 0..R of the K agents: (agent carries, the acting agent's team inbox, peer bytes)."""
+        K, R = self.team
+        peers = ~jnp.eye(K, dtype=bool)  # row i: whom agent i hears
+        inboxes = api.Inbox((), jnp.zeros((K, K), bool))
+        pb = jnp.int32(0)
+        for r in range(R + 1):
+            keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, r), i))(jnp.arange(K))
+            ac, msg = jax.vmap(lambda a, c, ib, kk: self.agent("agent_round", a, c, obs, ib, kk, r=r))(
+                ast, ac, inboxes, keys)
+            if r < R:  # a broadcast: billed once per sender, heard by its K - 1 peers only
+                got, b = self._send(msg, active)
+                pb = pb + b
+                inboxes = api.Inbox(jax.vmap(lambda row: jax.tree_util.tree_map(
+                    lambda x: jnp.where(row.reshape((K,) + (1,) * (x.ndim - 1)), x, jnp.zeros_like(x)), got))(peers),
+                    peers & active)
+            else:  # reports to the acting agent: its own (row 0) is not sent
+                got, b = self._send(jax.tree_util.tree_map(lambda x: x[1:], msg), active) if K > 1 else (
+                    jax.tree_util.tree_map(lambda x: x[1:], msg), jnp.int32(0))
+                pb = pb + b
+                team = api.Inbox(jax.tree_util.tree_map(lambda own, g: jnp.concatenate([own[:1], g]), msg, got),
+                                 jnp.ones((K,), bool) & active)
+        return ac, team, pb
+
+    def _team_shapes(self, obs, k):
+        """Seals the agents' programs abstractly: (agent state, carry, team inbox, FLOPs, program args)."""
+        K, R = self.team
+        name, A = self.name, self.agent
+        from lsbench.harness.preflight import same_structure
+        one = _sds(jax.tree_util.tree_map(lambda a: a[0], self.agent_params))
+        ast = A.shape("agent_setup", {"edge": one}, k)
+        ac = A.shape("agent_start", ast, obs)
+        inbox = api.Inbox((), jax.ShapeDtypeStruct((K,), jnp.bool_))
+        flops = {"setup": K * A.flops("agent_setup", {"edge": one}, k), "start": K * A.flops("agent_start", ast, obs),
+                 "step": FlopCount(0, 0)}
+        args = {"agent_start": ((ast, obs), {})}
+        active = jax.ShapeDtypeStruct((), jnp.bool_)
+        for r in range(R + 1):
+            ac2, msg = A.shape("agent_round", ast, ac, obs, inbox, k, r=r)
+            same_structure(name, f"agent_round[r={r}] (carry)", ac2, ac)
+            flops["step"] = flops["step"] + K * A.flops("agent_round", ast, ac, obs, inbox, k, r=r)
+            args[f"agent_round[r={r}]"] = ((ast, ac, obs, inbox, k), {"r": r})
+            stacked = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct((K,) + tuple(a.shape), a.dtype), msg)
+            got = jax.eval_shape(lambda m, a: self._send(m, a)[0], stacked, active)
+            inbox = api.Inbox(got, jax.ShapeDtypeStruct((K,), jnp.bool_))
+        return ast, ac, inbox, flops, args
 
     def _prepare(self):
         """Seals every program abstractly (setup first, then the episode's) before
@@ -109,7 +183,11 @@ class PlanLoop:
         one = jax.tree_util.tree_map(lambda a: np.asarray(a)[0], inst.instances)
         env, obs, world = jax.eval_shape(inst.reset, one)
         carry = E.shape("edge_start", es, obs)
-        q = E.shape("edge_query", es, carry, obs, k)
+        team = ()
+        if self.team:
+            ast, _, team_inbox, tf, self._agent_args = self._team_shapes(obs, k)
+            team = (team_inbox,)
+        q = E.shape("edge_query", es, carry, obs, k, *team)
         if not isinstance(q, api.Query):
             raise PluginError(f"method {name}: edge_query must return api.Query(carry, uplink, send), "
                               f"got {type(q).__name__}")
@@ -128,48 +206,58 @@ class PlanLoop:
             raise PluginError(f"method {name}: edge_act must return (carry, action) with an integer "
                               f"scalar action, got {action.dtype}{list(np.shape(action))}")
         self._shapes = {"es": es, "cs": cs, "uplink": uplink, "package": package}
-        self._edge_args = {"edge_start": (es, obs), "edge_query": (es, carry, obs, k),
+        self._edge_args = {"edge_start": (es, obs), "edge_query": (es, carry, obs, k) + team,
                            "edge_act": (es, q.carry, obs, inbox, k)}
         self._flops = {
             "start": E.flops("edge_start", es, obs),
-            "query": E.flops("edge_query", es, carry, obs, k),
+            "query": E.flops("edge_query", es, carry, obs, k, *team),
             "act": E.flops("edge_act", es, q.carry, obs, inbox, k),
             "reply": C.flops("cloud_reply", cs, world, got_up, k),
             "edge_setup": E.flops("edge_setup", k) + E.flops("edge_install", es0, down, k),
             "cloud_setup": C.flops("cloud_setup", up, k),
         }
+        if self.team:  # the agents' FLOPs are the edge's: per episode, per active step, at setup
+            self._shapes["agents"] = ast
+            self._flops.update(start=self._flops["start"] + tf["start"], query=self._flops["query"] + tf["step"],
+                               edge_setup=self._flops["edge_setup"] + tf["setup"])
 
     # ---- one episode ------------------------------------------------------------
-    def _episode(self, es, cs, instance, key):
+    def _episode(self, es, cs, ast, instance, key):
         E, C, inst = self.edge, self.cloud, self.inst
         env, obs, world = inst.reset(instance)
         carry = E("edge_start", es, obs)
+        ac = jax.vmap(lambda a: self.agent("agent_start", a, obs))(ast) if self.team else ()
         zero_world = jax.tree_util.tree_map(jnp.zeros_like, world)
 
         def body(c, t):
-            env, obs, carry, done = c
+            env, obs, carry, ac, done = c
             k = jax.random.fold_in(key, t)
             active = ~done
-            q = E("edge_query", es, carry, obs, jax.random.fold_in(k, 0))
+            if self.team:
+                ac2, team, tb = self._team_step(ast, ac, obs, jax.random.fold_in(k, 3), active)
+                q = E("edge_query", es, carry, obs, jax.random.fold_in(k, 0), team)
+            else:
+                ac2, tb = ac, jnp.int32(0)
+                q = E("edge_query", es, carry, obs, jax.random.fold_in(k, 0))
             send = jnp.asarray(q.send, bool) & active
             up, ub = self.up.transmit(q.uplink, send)
             seen = _where(send, world, zero_world)  # the cloud sees the world only when asked
             reply = C("cloud_reply", cs, seen, up, jax.random.fold_in(k, 1))
             down, db = self.down.transmit(reply, send)
-            pb = self.peer.transmit(q.peer, active)[1] if _has_leaves(q.peer) else jnp.int32(0)
+            pb = (self.peer.transmit(q.peer, active)[1] if _has_leaves(q.peer) else jnp.int32(0)) + tb
             nodes = inst.cloud_cost(world, up) if inst.cloud_cost is not None else jnp.int32(0)
             carry2, action = E("edge_act", es, q.carry, obs, api.Inbox(down, send),
                                jax.random.fold_in(k, 2))
             env2, obs2, d2, info = inst.step(env, action)
             info = _where(active, info, jax.tree_util.tree_map(jnp.zeros_like, info))  # none after the end
             c2 = (_where(active, env2, env), _where(active, obs2, obs), _where(active, carry2, carry),
-                  done | (d2 & active))
+                  _where(active, ac2, ac), done | (d2 & active))
             rec = {"bytes_up": ub, "bytes_down": db, "peer_bytes": pb,
                    "nodes": jnp.where(send, jnp.asarray(nodes, jnp.int32), 0), "sent": send,
                    "active": active, "info": info}
             return c2, rec
 
-        _, rec = jax.lax.scan(body, (env, obs, carry, jnp.array(False)), jnp.arange(inst.max_steps))
+        _, rec = jax.lax.scan(body, (env, obs, carry, ac, jnp.array(False)), jnp.arange(inst.max_steps))
         return rec
 
     def _chunk_instances(self, u):
@@ -187,10 +275,10 @@ class PlanLoop:
 
     def init_state(self):
         self._prepare()
-        es, cs, ub, db = jax.device_get(self._setup_run(self.root))
+        es, cs, ub, db, ast = jax.device_get(self._setup_run(self.root))
         f = self._flops
         chunk = self._chunk_instances(0)[0]
-        rec = jax.eval_shape(self._rollout, es, cs, chunk, jax.random.split(self.root, self.chunk))
+        rec = jax.eval_shape(self._rollout, es, cs, ast, chunk, jax.random.split(self.root, self.chunk))
         T = self.inst.max_steps
         steps = {k: np.zeros((self.E, T), np.dtype(rec[k].dtype)) for k in STEP_KEYS}
         info = {k: np.zeros((self.E, T), np.dtype(v.dtype)) for k, v in rec["info"].items()}
@@ -205,6 +293,8 @@ class PlanLoop:
         costs.update({k: np.int64(v) for k, v in setup.items()})
         state = {"edge": es, "cloud": cs, "steps": steps, "info": info, "costs": costs,
                  "setup": {k: np.int64(v) for k, v in setup.items()}}
+        if self.team:
+            state["agents"] = ast
         return {**state, "val": val} if self.V else state  # (a checkpoint holds no empty arrays)
 
     def _run_chunk(self, state, u):
@@ -212,7 +302,7 @@ class PlanLoop:
         chunk, lo, hi, split = self._chunk_instances(u)
         root = self.root if split == "test" else jax.random.fold_in(self.root, 1 << 30)
         keys = jax.vmap(lambda i: jax.random.fold_in(root, i + 1))(jnp.arange(lo, lo + self.chunk))
-        return jax.device_get(self._rollout(es, cs, chunk, keys)), lo, hi, split
+        return jax.device_get(self._rollout(es, cs, state.get("agents", ()), chunk, keys)), lo, hi, split
 
     def run_unit(self, state, u):
         rec, lo, hi, split = self._run_chunk(state, u)
@@ -266,6 +356,13 @@ class PlanLoop:
                 if hasattr(c, "dtype") and id(c) not in seen:
                     seen.add(id(c))
                     consts += _nbytes(c)
+        if self.team:  # a team's edge: its agents' states, and each agent's programs' constants
+            consts += _nbytes(self._shapes["agents"] if state is None else state["agents"])
+            for fname, (args, static) in self._agent_args.items():
+                for c in self.agent.program(fname.split("[")[0], *args, **static).closed.consts:
+                    if hasattr(c, "dtype") and id(c) not in seen:
+                        seen.add(id(c))
+                        consts += self.team[0] * _nbytes(c)
         f = self._flops
         return {"param_bytes": _nbytes(es) + consts,
                 "flops_per_example": int(f["start"].matmul + f["query"].matmul + f["act"].matmul)}

@@ -44,7 +44,7 @@ import jax
 import numpy as np
 from jax.extend import core as jcore
 
-from lsbench.api import SIDES
+from lsbench.api import SIDES, PlanMethod
 from lsbench.errors import PluginError, SealError
 
 MIN_ASSET = 16          # arrays smaller than this are never compared (too common)
@@ -161,7 +161,29 @@ class Guard:
 
     @classmethod
     def open(cls) -> "Guard":
-        return cls(denied={"edge": {}, "cloud": {}}, own={"edge": {}, "cloud": {}})
+        return cls(denied={"edge": {}, "cloud": {}}, own={"edge": {}, "cloud": {}}, is_open=True)
+
+    is_open: bool = False
+
+    def for_team(self, edge_view, leader_view, agent_view) -> "Guard":
+        """The guard of a team method (``PlanMethod.team``): every array of the full edge
+        view (the members) that the acting agent's view does not hold is denied to the
+        edge side, and all of them to the agents (side ``agent``), whose members arrive
+        only as their setup's input. An open guard stays open."""
+        if self.is_open:
+            return self
+        full_rows: dict = {}
+        full = _walk_arrays(edge_view, "edge view", {}, rows=full_rows)
+        members = {**full_rows, **full}
+        lead_rows: dict = {}
+        lead = _walk_arrays(leader_view, "leader view", {}, rows=lead_rows)
+        agent_rows: dict = {}
+        agent = _walk_arrays(agent_view, "agent view", {}, rows=agent_rows)
+        edge = {**self.denied["edge"], **{k: v for k, v in members.items() if k not in lead and k not in lead_rows}}
+        agent_denied = {k: v for k, v in {**self.denied["edge"], **members}.items()
+                        if k not in agent and k not in agent_rows}
+        return Guard(denied={**self.denied, "edge": edge, "agent": agent_denied},
+                     own={**self.own, "edge": lead, "agent": agent})
 
 
 # ----------------------------------------------------------------- eager work
@@ -436,10 +458,16 @@ def construct(cls, view, hp):
 @dataclasses.dataclass
 class Sides:
     """A method built once per side. ``edge``: one :class:`Side` (inference,
-    planning) or ``{tier: Side}`` (training: one edge object per capacity tier)."""
+    planning) or ``{tier: Side}`` (training: one edge object per capacity tier).
+    A planning team (``PlanMethod.team``): ``team`` = (K, R), ``agent`` the agents'
+    :class:`Side` (built on the agent view) and ``agent_params`` agent i's member
+    (stacked over the K agents: member i mod M)."""
     edge: Any
     cloud: Side
     sealer: Sealer
+    agent: Optional[Side] = None
+    team: Optional[tuple] = None
+    agent_params: Any = None
 
     def edge_of(self, tier: Optional[str] = None) -> Side:
         return self.edge[tier] if isinstance(self.edge, dict) else self.edge
@@ -451,9 +479,43 @@ def build_sides(cls, track: str, inst, hp, sealer: Sealer) -> Sides:
     if track == "train":
         edge = {t: Side("edge", track, construct(cls, v, hp), sealer, tag=t)
                 for t, v in inst.edge_views.items()}
+    elif track == "plan" and getattr(cls, "team", None) is not getattr(PlanMethod, "team"):
+        return _team_sides(cls, inst, hp, sealer, cloud)
     else:
         edge = Side("edge", track, construct(cls, inst.edge_view, hp), sealer)
     return Sides(edge, cloud, sealer)
+
+
+def team_views(edge_view):
+    """(leader view, agent view, members): the acting agent holds member 0 only
+    (``params['edge']``), an agent holds no params (its member comes to
+    ``agent_setup``); members: ``params['edge_ensemble']`` (stacked), else ``edge``."""
+    p = edge_view.params
+    leader = dataclasses.replace(edge_view, params={"edge": p["edge"]} if "edge" in p else {})
+    agent = dataclasses.replace(edge_view, side="agent", params={})
+    members = p.get("edge_ensemble")
+    if members is None and "edge" in p:
+        members = jax.tree_util.tree_map(lambda a: np.asarray(a)[None], p["edge"])
+    return leader, agent, members
+
+
+def _team_sides(cls, inst, hp, sealer, cloud) -> Sides:
+    """A method that may run as a team: the acting agent on the leader view; when its
+    ``team()`` is (K, R), K agents on the agent view, under the team guard."""
+    leader_view, agent_view, members = team_views(inst.edge_view)
+    edge = Side("edge", "plan", construct(cls, leader_view, hp), sealer)
+    team = edge.obj.team()
+    if team is None:
+        return Sides(edge, cloud, sealer)
+    K, R = int(team[0]), int(team[1])
+    if K < 1 or R < 0 or members is None:
+        raise PluginError(f"method {edge.manifest.name}: team() must be (K >= 1 agents, R >= 0 rounds) "
+                          f"on a task whose edge view has params; got {team}")
+    M = jax.tree_util.tree_leaves(members)[0].shape[0]
+    params = jax.tree_util.tree_map(lambda a: np.asarray(a)[np.arange(K) % M], members)
+    sealer.guard = sealer.guard.for_team(inst.edge_view, leader_view, agent_view)
+    agent = Side("agent", "plan", construct(cls, agent_view, hp), sealer)
+    return Sides(edge, cloud, sealer, agent=agent, team=(K, R), agent_params=params)
 
 
 def guard_for(track: str, inst) -> Guard:
