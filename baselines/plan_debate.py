@@ -140,7 +140,7 @@ class Debate(Team):
             w = inbox.got.astype(jnp.float32) * (float(self.hp["trust"]) / max(self.K - 1, 1))
             belief, nxt = jax.nn.log_softmax(jax.nn.log_softmax(fresh) + w @ heard), ac["next"]
         ac = dict(ac, belief=belief, next=nxt)
-        if r < self.R:
+        if r < self.team()[1]:
             return ac, {"belief": jnp.round(jax.nn.softmax(belief) * QUANT).astype(jnp.uint8)}
         return dict(ac, mem=nxt), {"vote": self.vote(belief, kv).astype(jnp.uint8)}
 

@@ -1,8 +1,9 @@
 """Route: information between a team's agents, or to the cloud, outside the metered
 uplink (issue 15, debate). The peer message is billed and reaches no one: sent to the
-cloud it gains nothing; stashed for the cloud it is refused. Agents that read each
-other's beliefs without declaring them are NOT caught (xfail, strict): the K agents run
-in one edge program, and only per-agent sealed programs (a harness change) would close it.
+cloud it gains nothing; stashed for the cloud it is refused. A team's agents run as
+their own sealed programs, one member each: a team that deliberates over its members'
+beliefs without sending them through the peer channel is refused, and with the team
+guard off the same attack changes what the team does while paying only its K - 1 votes.
 Runs on the first 32 test episodes of plan/slidingtile-small."""
 import dataclasses
 import os
@@ -27,6 +28,7 @@ def _inst():
         full = load_task(TILE).build(data_dir(), 0)
         sub = jax.tree_util.tree_map(lambda a: np.asarray(a)[:32], full.instances)
         _INST[TILE] = dataclasses.replace(full, instances=sub, num_episodes=32, val_instances=None, num_val=0)
+        plugin("plan_rebuild").REBUILT.setdefault(TILE, full)  # the team attacks' out-of-view source
     return _INST[TILE]
 
 
@@ -65,14 +67,41 @@ def test_peer_message_stashed_for_the_cloud_is_refused():
     assert "\n" not in msg and msg.startswith("cloud function cloud_reply") and "traced in another" in msg
 
 
-@pytest.mark.xfail(strict=True, reason="known hole: a team's K agents share one edge program, so "
-                   "beliefs read between them without a declared peer message are not billed")
-def test_agents_reading_each_others_beliefs_pay_for_it():
-    """A team whose decisions differ from its members' independent votes must have paid
-    for more than those votes."""
+HP = {"agents": 3, "rounds": 2, "noise": 0.0, "trust": 2.0, "temp": 0.0}
+
+
+@pytest.mark.parametrize("attack,where", [("FreeDebate", "edge function edge_setup"),
+                                          ("AgentPeeks", "agent function agent_round[r=0]")])
+def test_agents_reading_each_others_beliefs_are_refused(attack, where):
+    """Deliberating over the other agents' members outside the peer channel is refused, by
+    the acting agent (FreeDebate) or by any agent (AgentPeeks)."""
+    with pytest.raises(SealError) as e:
+        _run(getattr(plugin("plan_peer"), attack), HP)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(where) and "edge_ensemble" in msg and "may not see" in msg
+
+
+def test_with_the_team_guard_off_free_deliberation_gains():
+    """What the refusal stops: sealed but with the team guard off (the guard of the edge
+    view as a whole, as before teams), each attack runs; its free rounds make the team
+    agree more, so it asks the cloud less than the honest R = 0 team, while it is billed
+    exactly that team's K - 1 vote bytes per step."""
+    from lsbench.harness import sealed
     p = plugin("plan_peer")
-    hp = {"agents": 3, "rounds": 2, "noise": 0.0, "trust": 2.0}
-    free, fc = _run(p.FreeDebate, hp)
-    alone, ac = _run(p.FreeDebate, {**hp, "rounds": 0})
-    assert not np.array_equal(free["calls"], alone["calls"])  # the free rounds changed what it did
-    assert fc["peer_bytes"] > int(free["steps"].sum()) * 2   # ... so it must pay beyond its 2 votes
+    honest, hc = _run(p.Debate, {**HP, "rounds": 0})
+    orig = sealed.Guard.for_team
+    try:
+        sealed.Guard.for_team = lambda self, *a: self
+        for attack in (p.FreeDebate, p.AgentPeeks):
+            free, fc = _run(attack, HP)
+            assert free["calls"].sum() < honest["calls"].sum(), attack.__name__
+            assert fc["peer_bytes"] == int(free["steps"].sum()) * (HP["agents"] - 1)
+    finally:
+        sealed.Guard.for_team = orig
+
+
+def test_an_agent_whispering_past_its_inbox_is_refused():
+    with pytest.raises(SealError) as e:
+        _run(plugin("plan_peer").AgentWhisper, HP)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("agent function agent_round") and "traced in another" in msg
