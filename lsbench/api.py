@@ -462,7 +462,8 @@ class PlanMethod(_SetupProtocol, Method):
 
     def agent_setup(self, params, rng) -> PyTree:
         """(agent) Agent i's state from its member, ``params = {'edge': member i mod M}``
-        (``view.params['edge_ensemble']`` of the edge view, M members)."""
+        (``view.params['edge_ensemble']`` of the edge view, M members; ``{}`` where the edge
+        view has no params)."""
         return {"policy": params["edge"]}
 
     def agent_start(self, agent_state, obs) -> PyTree:

@@ -44,7 +44,7 @@ def _run(inst, cls, hp):
     return _RUNS[key]
 
 
-def _loop(inst, cls, hp, run=True):
+def _loop(inst, cls, hp, run=True, task=TILE):
     """The plan loop over ``cls`` built per side and sealed (as lsbench run does); with
     ``run``, its finished state too."""
     from lsbench.harness import preflight, sealed
@@ -54,7 +54,7 @@ def _loop(inst, cls, hp, run=True):
     from lsbench.registry import load_task
     sealer = sealed.Sealer(sealed.guard_for("plan", inst), meter=count_jaxpr)
     loop = PlanLoop(inst, sealed.build_sides(cls, "plan", inst, merge_hparams(cls, hp), sealer), 0)
-    preflight.check(loop, load_task(TILE), cls)
+    preflight.check(loop, load_task(task), cls)
     if not run:
         return loop, None
     st = loop.init_state()
@@ -109,6 +109,7 @@ def test_debate_with_no_rounds_is_the_old_ensemble(inst):
     assert {k: v for k, v in oc.items() if not k.endswith("_all")} == \
         {k: v for k, v in nc.items() if not k.endswith("_all")}
     assert nc["edge_flops_all"] == pytest.approx(oc["edge_flops_all"], rel=1e-3)
+    assert new_loop.edge_footprint(new_st) == old_loop.edge_footprint(old_st)  # the K agents hold the M members
     assert old["calls"].sum() > 0  # the teams did disagree and ask
 
 
@@ -157,3 +158,32 @@ def test_the_update_reads_the_peers_messages(inst):
     t0, t5 = loop0.trajectories(st0), loop5.trajectories(st5)
     assert t5["calls"].sum() < t0["calls"].sum()
     np.testing.assert_array_equal(t5["peer_bytes"], t5["steps"] * (2 * 3 * inst.edge_view.env.num_actions + 2))
+
+
+def test_team_resume_equals_uninterrupted_and_bills_the_rounds(tmp_path):
+    """A team on the tiny corridor (tests/plugins/tiny_team.py: K = 3, R = 1, 4-byte
+    broadcasts, 1-byte reports): peer bytes = (R K 4 + K - 1) x active steps; the agents'
+    states (from their own setup keys) are checkpointed, so a resumed run equals an
+    uninterrupted one; the agents' reports decide the calls."""
+    from lsbench.harness.runner import RunConfig, execute
+    from conftest import PLUGINS
+    task = os.path.join(PLUGINS, "tiny_plan.py") + ":TASK"
+    method = os.path.join(PLUGINS, "tiny_team.py") + ":TinyTeam"
+
+    def run(name, **kw):
+        cfg = RunConfig(task=task, method=method, seed=0, workdir=str(tmp_path / name),
+                        data_dir=str(tmp_path / "d"), **kw)
+        return execute(cfg, log=lambda s: None)
+
+    full = run("full")
+    assert 0 < full["metrics"]["calls_per_episode"] < 1  # some episodes' teams asked, some not
+    part = run("cut", max_units=1)
+    assert part["stopped_early"]
+    resumed = run("cut", resume=True)
+    assert resumed["metrics"] == full["metrics"] and resumed["costs"] == full["costs"]
+    from lsbench.registry import load_method, load_task
+    inst = load_task(task).build(str(tmp_path / "d"), 0)
+    loop, st = _loop(inst, load_method(method, load_task(task)), {}, task=task)
+    t = loop.trajectories(st)
+    np.testing.assert_array_equal(t["peer_bytes"], t["steps"] * (1 * 3 * 4 + 2))
+    assert int(st["costs"]["peer_bytes"]) == full["costs"]["peer_bytes"]

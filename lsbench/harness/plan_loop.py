@@ -113,7 +113,7 @@ class PlanLoop:
             return ()
         k = jax.random.fold_in(jax.random.fold_in(root, 0), 3)
         keys = jax.vmap(lambda i: jax.random.fold_in(k, i))(jnp.arange(self.team[0]))
-        return jax.vmap(lambda p, kk: self.agent("agent_setup", {"edge": p}, kk))(self.agent_params, keys)
+        return jax.vmap(lambda p, kk: self.agent("agent_setup", p, kk))(self.agent_params, keys)
 
     def _send(self, msgs, active):
         """Each agent's message through the peer channel: (delivered [K, ...], bytes)."""
@@ -150,10 +150,10 @@ class PlanLoop:
         name, A = self.name, self.agent
         from lsbench.harness.preflight import same_structure
         one = _sds(jax.tree_util.tree_map(lambda a: a[0], self.agent_params))
-        ast = A.shape("agent_setup", {"edge": one}, k)
+        ast = A.shape("agent_setup", one, k)
         ac = A.shape("agent_start", ast, obs)
         inbox = api.Inbox((), jax.ShapeDtypeStruct((K,), jnp.bool_))
-        flops = {"setup": K * A.flops("agent_setup", {"edge": one}, k), "start": K * A.flops("agent_start", ast, obs),
+        flops = {"setup": K * A.flops("agent_setup", one, k), "start": K * A.flops("agent_start", ast, obs),
                  "step": FlopCount(0, 0)}
         args = {"agent_start": ((ast, obs), {})}
         active = jax.ShapeDtypeStruct((), jnp.bool_)
@@ -357,7 +357,8 @@ class PlanLoop:
                     seen.add(id(c))
                     consts += _nbytes(c)
         if self.team:  # a team's edge: its agents' states, and each agent's programs' constants
-            consts += _nbytes(self._shapes["agents"] if state is None else state["agents"])
+            consts += (self.team[0] * _nbytes(self._shapes["agents"]) if state is None  # one agent's
+                       else _nbytes(state["agents"]))                                  # stacked
             for fname, (args, static) in self._agent_args.items():
                 for c in self.agent.program(fname.split("[")[0], *args, **static).closed.consts:
                     if hasattr(c, "dtype") and id(c) not in seen:

@@ -460,8 +460,8 @@ class Sides:
     """A method built once per side. ``edge``: one :class:`Side` (inference,
     planning) or ``{tier: Side}`` (training: one edge object per capacity tier).
     A planning team (``PlanMethod.team``): ``team`` = (K, R), ``agent`` the agents'
-    :class:`Side` (built on the agent view) and ``agent_params`` agent i's member
-    (stacked over the K agents: member i mod M)."""
+    :class:`Side` (built on the agent view) and ``agent_params`` agent_setup's params
+    (``{'edge': member i mod M}`` stacked over the K agents; {} where the edge has none)."""
     edge: Any
     cloud: Side
     sealer: Sealer
@@ -508,11 +508,13 @@ def _team_sides(cls, inst, hp, sealer, cloud) -> Sides:
     if team is None:
         return Sides(edge, cloud, sealer)
     K, R = int(team[0]), int(team[1])
-    if K < 1 or R < 0 or members is None:
-        raise PluginError(f"method {edge.manifest.name}: team() must be (K >= 1 agents, R >= 0 rounds) "
-                          f"on a task whose edge view has params; got {team}")
-    M = jax.tree_util.tree_leaves(members)[0].shape[0]
-    params = jax.tree_util.tree_map(lambda a: np.asarray(a)[np.arange(K) % M], members)
+    if K < 1 or R < 0:
+        raise PluginError(f"method {edge.manifest.name}: team() must be (K >= 1 agents, R >= 0 rounds), "
+                          f"got {team}")
+    params = {}  # agent_setup's params, stacked over the K agents ({} where the edge has none)
+    if members is not None:
+        M = jax.tree_util.tree_leaves(members)[0].shape[0]
+        params = {"edge": jax.tree_util.tree_map(lambda a: np.asarray(a)[np.arange(K) % M], members)}
     sealer.guard = sealer.guard.for_team(inst.edge_view, leader_view, agent_view)
     agent = Side("agent", "plan", construct(cls, agent_view, hp), sealer)
     return Sides(edge, cloud, sealer, agent=agent, team=(K, R), agent_params=params)
