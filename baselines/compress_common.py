@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lsbench import api
+from lsbench.errors import PluginError
 from lsbench.models import distill
 
 
@@ -44,21 +45,26 @@ class Shipped(api.InferMethod):
     def teacher(self):
         return self.view.models["cloud"], self.view.params["cloud"]
 
-    def flips(self) -> bool:
-        """Whether training augments with random mirror images (hp ``augment`` =
-        ``flip``; images only)."""
-        return self.hp.get("augment") == "flip" and len(self.view.input_shape) == 3
+    def views(self):
+        """(cloud) The per-step augmentation named by hp ``augment``: ``none`` or
+        views joined by ``+`` (``flip``, ``shift``, ``mixup``; ``distill.views``, with
+        hp ``pad`` and ``mix_a``); None for non-image inputs or ``none``."""
+        kinds = [k for k in str(self.hp.get("augment", "none")).split("+") if k and k != "none"]
+        bad = sorted(set(kinds) - set(distill.VIEWS))
+        if bad:
+            raise PluginError(f"{self.manifest.name}: unknown augment view(s) {', '.join(bad)}; "
+                              f"use 'none' or any of {', '.join(distill.VIEWS)} joined by '+'")
+        if len(self.view.input_shape) != 3:
+            return None
+        return distill.views(kinds, int(self.hp.get("pad", 4)), float(self.hp.get("mix_a", 1.0)))
 
-    def data(self, with_teacher=False, flips=False):
-        """(cloud) The training split; with the teacher's logits under ``t`` (with
-        ``flips``: for all four mirror images, [n, 4, classes], for ``distill.flip_batch``)."""
+    def data(self, with_teacher=False):
+        """(cloud) The training split; with the teacher's outputs on it under ``t``."""
         x, y = jnp.asarray(self.view.calib["x"]), jnp.asarray(self.view.calib["y"])
         out = {"x": x, "y": y}
         if with_teacher:
             md, p = self.teacher()
-            t = [distill.batched(lambda xb, v=v: md.apply(p, distill.flip(xb, v) if flips else xb), x)
-                 for v in (range(4) if flips else (0,))]
-            out["t"] = jnp.stack(t, 1) if flips else t[0]
+            out["t"] = distill.batched(lambda xb: md.apply(p, xb), x)
         return out
 
     def finetune(self, params, decode, rng, epochs, project=None):

@@ -56,8 +56,7 @@ class FeatureKD(KD):
             t = jax.lax.stop_gradient(tm.run(tp, b["x"], "input", h))
             return jnp.mean((s @ q["reg"]["kernel"] + q["reg"]["bias"] - t) ** 2)
 
-        flips = self.flips()
         q = distill.train(hint_loss, {"student": md.init(k_init), "reg": reg}, self.data(), k_hint,
                           epochs=int(hp["hint_epochs"]), batch=int(hp["batch"]), lr=float(hp["lr"]),
-                          augment=distill.flip_batch if flips else None)
+                          augment=self.views())
         return self.distill(q["student"], k_train)

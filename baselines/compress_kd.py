@@ -37,17 +37,26 @@ class KD(Shipped):
         return self.distill(self.model.init(k_init), k_train)
 
     def distill(self, params, key):
-        """(cloud) ``epochs`` of Hinton distillation of the student from ``params``."""
+        """(cloud) ``epochs`` of Hinton distillation of the student from ``params``.
+        With image views (hp ``augment``) the teacher labels each step's views in the
+        same program (function matching); without, its outputs on the split once."""
         hp = self.hp
         T, alpha = float(hp["T"]), float(hp["alpha"])
-        md, flips = self.model, self.flips()
-        data = self.data(with_teacher=alpha > 0, flips=flips)
+        md, aug = self.model, self.views()
+        if aug is None:
+            data = self.data(with_teacher=alpha > 0)
 
-        def loss(p, b):
-            return distill.kd_loss(md.apply(p, b["x"]), b.get("t"), b["y"], T, alpha)
+            def loss(p, b):
+                return distill.kd_loss(md.apply(p, b["x"]), b.get("t"), b["y"], T, alpha)
+        else:
+            tm, tp = self.teacher()
+            data = self.data()
+
+            def loss(p, b):
+                t = jax.lax.stop_gradient(tm.apply(tp, b["x"])) if alpha > 0 else None
+                return distill.kd_loss(md.apply(p, b["x"]), t, b["y"], T, alpha, b.get("y2"), b.get("lam"))
         return distill.train(loss, params, data, key, epochs=int(hp["epochs"]),
-                             batch=int(hp["batch"]), lr=float(hp["lr"]),
-                             augment=distill.flip_batch if flips else None)
+                             batch=int(hp["batch"]), lr=float(hp["lr"]), augment=aug)
 
 
 class Scratch(KD):

@@ -144,24 +144,40 @@ def test_the_fp32_cloud_model_is_over_budget_and_int8_is_a_quarter(data_dir, tmp
     assert f["status"] == "over_budget" and f["costs"]["setup_bytes_down"] == fp32
 
 
+VIEWS = {"augment": "flip+shift+mixup"}
+
+
 @pytest.fixture(scope="module")
 def kd_runs(data_dir, tmp_path_factory):
-    """kd for 1 epoch, the scratch student for 2, feature-kd (1 hint epoch + kd's 1 epoch), on TINY."""
+    """kd for 1 epoch, the scratch student for 2, feature-kd (1 hint epoch + kd's 1 epoch), on TINY,
+    all on the same random views (function matching: the teacher labels every view on the fly)."""
     tmp = tmp_path_factory.mktemp("kd")
-    none = {"augment": "none"}
-    return {"kd": run(data_dir, tmp, "kd", {"epochs": 1, **none}, name="k1"),
-            "scratch": run(data_dir, tmp, "compress.scratch", {"epochs": 2, **none}, name="s2"),
-            "feature-kd": run(data_dir, tmp, "feature-kd", {"epochs": 1, "hint_epochs": 1, **none}, name="f1")}
+    return {"kd": run(data_dir, tmp, "kd", {"epochs": 1, **VIEWS}, name="k1"),
+            "scratch": run(data_dir, tmp, "compress.scratch", {"epochs": 2, **VIEWS}, name="s2"),
+            "feature-kd": run(data_dir, tmp, "feature-kd", {"epochs": 1, "hint_epochs": 1, **VIEWS}, name="f1")}
+
+
+def teacher_view_flops(n: int, stop: str = "logits") -> int:
+    """Matmul FLOPs of the cloud CNN (up to ``stop``) on ``n`` float views, as the training program
+    runs it (``im2col.rewrite``)."""
+    from lsbench.metering import flops
+    from lsbench.models import im2col, vision
+    md = vision.cloud_cnn()
+    p = jax.eval_shape(md.init, jax.ShapeDtypeStruct((2,), jnp.uint32))
+    return flops.count(im2col.rewrite(lambda q, x: md.run(q, x, "input", stop)), p,
+                       jax.ShapeDtypeStruct((n,) + vision.IMAGE, jnp.float32)).matmul
 
 
 def test_kd_training_is_billed_to_cloud_setup(kd_runs):
+    """A kd epoch costs exactly a scratch epoch (the same student on the same views) plus the
+    teacher's forward pass on every view the student trained on (6 steps x 64 on TINY)."""
     a, s = kd_runs["kd"], kd_runs["scratch"]
-    fa, fs = (x["costs"]["setup_cloud_flops"] for x in (a, s))
-    # a scratch epoch costs what a kd epoch costs minus the teacher's logits on the training split
+    from lsbench.metering import flops
     from lsbench.models import vision
-    n = 400  # TINY's training images
-    teacher = n * vision.prefix_flops(vision.cloud_cnn(), "logits")
-    assert fs > 0 and abs((fa - teacher) - fs / 2) <= 0.02 * fs
+    init = flops.count(vision.edge_cnn().init, jax.random.PRNGKey(0)).matmul  # Flax init runs a forward
+    fa, fs = (x["costs"]["setup_cloud_flops"] - init for x in (a, s))
+    assert fs > 0 and fs % 2 == 0
+    assert fa - fs // 2 == (400 // 64) * teacher_view_flops(64)
     assert a["costs"]["setup_bytes_down"] == s["costs"]["setup_bytes_down"]  # the same student
 
 
@@ -172,25 +188,56 @@ def test_feature_kd_bills_the_teachers_features_to_the_cloud(kd_runs):
     from lsbench.models import vision
     k, s, f = (kd_runs[m]["costs"] for m in ("kd", "scratch", "feature-kd"))
     seen = (400 // 64) * 64  # images per epoch (whole batches)
-    features = seen * vision.prefix_flops(vision.cloud_cnn(), "pool2")
+    features = (400 // 64) * teacher_view_flops(64, "pool2")
+    assert features >= seen * vision.prefix_flops(vision.cloud_cnn(), "pool2")
     regressor = 3 * seen * 2 * (8 * 8) * 16 * 32  # forward + two backward products
     extra = f["setup_cloud_flops"] - k["setup_cloud_flops"]
     assert features <= extra <= features + s["setup_cloud_flops"] / 2 + regressor
     assert f["setup_bytes_down"] == k["setup_bytes_down"] and kd_runs["feature-kd"]["status"] == "completed"
 
 
-def test_flip_batch_pairs_each_image_with_its_teacher_row():
-    """distill.flip_batch: the teacher outputs a step trains on are the ones for the flipped image."""
-    from lsbench.models import distill
-    x = jnp.asarray(np.random.default_rng(3).integers(0, 255, (16, 4, 5, 3)), jnp.uint8)
-    w = jnp.asarray(np.random.default_rng(4).normal(size=(4, 5, 3, 2)), jnp.float32)
-    f = lambda xb: jnp.einsum("bhwc,hwck->bk", xb.astype(jnp.float32), w)  # noqa: E731 (not flip-invariant)
-    t = jnp.stack([f(distill.flip(x, v)) for v in range(4)], 1)
-    out = distill.flip_batch({"x": x, "y": jnp.arange(16), "t": t}, jax.random.PRNGKey(0))
-    np.testing.assert_allclose(out["t"], f(out["x"]), rtol=1e-5)
-    flipped = [not np.array_equal(out["x"][i], x[i]) for i in range(16)]
-    assert 0 < sum(flipped) < 16  # some mirrored, some not (seeded)
-    np.testing.assert_array_equal(distill.flip(distill.flip(x, 3), 3), x)
+def test_views_flip_shift_mixup():
+    """distill.views: flips are involutions, a shift moves pixels by exactly d, mixup mixes each
+    image with its batch neighbour and carries both labels (lam = 1 is plain cross-entropy)."""
+    from lsbench.models import distill, vision
+    x = jnp.asarray(np.random.default_rng(3).integers(0, 255, (8, 6, 7, 3)), jnp.uint8)
+    for v in range(4):
+        np.testing.assert_array_equal(distill.flip(distill.flip(x, v), v), x)
+    d = jnp.asarray(np.random.default_rng(4).integers(-2, 3, (8, 2)))
+    out = np.asarray(distill.shift(x, d, 2))
+    for i in range(8):
+        a, b = int(d[i, 0]), int(d[i, 1])
+        np.testing.assert_array_equal(out[i, 2 + a:4 + a, 2 + b:5 + b], np.asarray(x)[i, 2:4, 2:5])
+    y = jnp.arange(8)
+    m = distill.views(("mixup",))({"x": x, "y": y}, jax.random.PRNGKey(0))
+    lam = np.asarray(m["lam"])[:, None, None, None]
+    assert ((lam >= 0) & (lam <= 1)).all() and (m["y2"] == y[::-1]).all()
+    xf = np.asarray(vision.to_float(x))
+    np.testing.assert_allclose(m["x"], lam * xf + (1 - lam) * xf[::-1], atol=1e-6)
+    logits = jnp.asarray(np.random.default_rng(5).normal(size=(8, 10)), jnp.float32)
+    np.testing.assert_allclose(distill.xent(logits, y, y[::-1], jnp.ones(8)), distill.xent(logits, y), rtol=1e-6)
+    assert distill.views(()) is None
+
+
+@pytest.mark.parametrize("model", ["cloud_cnn", "edge_cnn"])
+def test_im2col_rewrite_is_the_same_function_without_convolutions(model):
+    """im2col.rewrite: same outputs and gradients to float tolerance; the gradient program has no
+    convolution or max-pool scatter; the meter bills it at least the convolutions' FLOPs."""
+    from lsbench.metering import flops
+    from lsbench.models import im2col, vision
+    md = getattr(vision, model)()
+    p = md.init(jax.random.PRNGKey(0))
+    x = jnp.asarray(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3)), jnp.uint8)
+    f = lambda q: jnp.sum(md.apply(q, x) ** 2)  # noqa: E731
+    np.testing.assert_allclose(im2col.rewrite(md.apply)(p, x), md.apply(p, x), rtol=1e-4, atol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(jax.grad(im2col.rewrite(f))(p)),
+                    jax.tree_util.tree_leaves(jax.grad(f)(p))):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    text = str(jax.make_jaxpr(jax.grad(im2col.rewrite(f)))(p))
+    assert "conv_general_dilated" not in text and "select_and_scatter" not in text
+    assert "conv_general_dilated" in str(jax.make_jaxpr(jax.grad(f))(p))
+    plain, mm = flops.count(md.apply, p, x).matmul, flops.count(im2col.rewrite(md.apply), p, x).matmul
+    assert plain <= mm <= 1.25 * plain
 
 
 def test_every_compress_and_adapt_baseline_is_in_the_small_suite_grid(tmp_path):

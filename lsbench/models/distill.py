@@ -3,16 +3,20 @@
 Unlike ``vision.fit`` (a host loop for reference models), ``train`` is one
 traceable program: a ``lax.scan`` over every step, batches gathered from
 per-epoch permutations drawn from ``key``. A method calls it inside
-``cloud_setup``, so the FLOP meter bills every step to the cloud's setup.
+``cloud_setup``, so the FLOP meter bills every step to the cloud's setup. The
+loss runs through ``im2col.rewrite`` (convolutions as matmuls: XLA:CPU's
+convolutions are several times slower inside the scan).
 
 ``kd_loss``: Hinton et al. (2015): alpha * T^2 * KL(teacher_T || student_T)
 + (1 - alpha) * cross-entropy (alpha = 0 is plain supervised training).
 ``reverse_kl``: KL(student || teacher) (MiniLLM-style, mode seeking).
-``flip`` / ``flip_batch``: label-preserving image flips (the shapes classes are
-shape x colour family, invariant to mirror images) as a per-step augmentation;
-a teacher's outputs for the four flips are computed once (``batched``, over
-``flip(x, v)``) and the batch takes the row of its flip, so the teacher is
-asked about exactly the image the student sees.
+``views(kinds)``: a per-step augmentation of image batches, any of ``flip``
+(the four mirror images: the shapes classes are mirror-invariant), ``shift``
+(a random translation by up to ``pad`` pixels, edge-replicated) and ``mixup``
+(each image mixed with its batch neighbour, weight ~ Beta(a, a); the batch
+gets ``y2`` and ``lam`` for the mixed hard label). For distillation the teacher
+labels exactly the view the student sees ("function matching", Beyer et al.
+2022), computed in the same program.
 """
 from __future__ import annotations
 
@@ -20,13 +24,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def xent(logits, y):
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), y[:, None], 1))
+from lsbench.models import im2col
 
 
-def kd_loss(logits, teacher, y, T: float, alpha: float):
-    ce = xent(logits, y)
+def xent(logits, y, y2=None, lam=None):
+    """Cross-entropy; with ``y2``/``lam`` (mixup) lam * CE(y) + (1 - lam) * CE(y2) per example."""
+    lp = jax.nn.log_softmax(logits)
+    nll = -jnp.take_along_axis(lp, y[:, None], 1)[:, 0]
+    if y2 is not None:
+        nll = lam * nll - (1 - lam) * jnp.take_along_axis(lp, y2[:, None], 1)[:, 0]
+    return jnp.mean(nll)
+
+
+def kd_loss(logits, teacher, y, T: float, alpha: float, y2=None, lam=None):
+    ce = xent(logits, y, y2, lam)
     if alpha <= 0:
         return ce
     p = jax.nn.softmax(teacher / T)
@@ -47,15 +58,40 @@ def flip(x, v):
     return jnp.where(v & 2, x[:, ::-1], x)
 
 
-def flip_batch(b, key):
-    """``train``'s ``augment``: a random flip per example of ``b['x']``; per-flip
-    teacher outputs ``b[k]`` [B, 4, ...] (k in ``t``, ``f``) become that flip's row."""
-    v = jax.random.randint(key, b["x"].shape[:1], 0, 4)
-    out = dict(b, x=flip(b["x"], v))
-    for k in ("t", "f"):
-        if k in b:
-            out[k] = jnp.take_along_axis(b[k], v.reshape((-1, 1) + (1,) * (b[k].ndim - 2)), 1)[:, 0]
-    return out
+def shift(x, d, pad: int):
+    """Images ``x`` [B, H, W, C] translated per example by ``d`` [B, 2] in
+    [-pad, pad] pixels (edges replicated)."""
+    H, W, C = x.shape[1:]
+    xp = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return jax.vmap(lambda xi, o: jax.lax.dynamic_slice(xi, (o[0], o[1], 0), (H, W, C)))(xp, pad - d)
+
+
+VIEWS = ("flip", "shift", "mixup")
+
+
+def views(kinds, pad: int = 4, mix_a: float = 1.0):
+    """``train``'s ``augment`` for image batches (``kinds``: a subset of ``VIEWS``);
+    None when empty. ``mixup`` returns float images (``vision.to_float``'s scale)."""
+    kinds = tuple(kinds)
+    if not kinds:
+        return None
+
+    def aug(b, key):
+        kf, ks, km = jax.random.split(key, 3)
+        x, n = b["x"], b["x"].shape[0]
+        if "flip" in kinds:
+            x = flip(x, jax.random.randint(kf, (n,), 0, 4))
+        if "shift" in kinds:
+            x = shift(x, jax.random.randint(ks, (n, 2), -pad, pad + 1), pad)
+        out = dict(b, x=x)
+        if "mixup" in kinds:
+            from lsbench.models.vision import to_float
+            lam = jax.random.beta(km, mix_a, mix_a, (n,))
+            xf = to_float(x)
+            out.update(x=lam[:, None, None, None] * xf + (1 - lam[:, None, None, None]) * xf[::-1],
+                       y2=b["y"][::-1], lam=lam)
+        return out
+    return aug
 
 
 def batched(fn, x, chunk: int = 500):
@@ -65,6 +101,7 @@ def batched(fn, x, chunk: int = 500):
     c = min(chunk, n)
     m = -(-n // c)
     idx = jnp.minimum(jnp.arange(m * c), n - 1).reshape(m, c)
+    fn = im2col.rewrite(fn)
     out = jax.lax.map(lambda i: fn(x[i]), idx)
     return out.reshape((m * c,) + out.shape[2:])[:n]
 
@@ -74,7 +111,7 @@ def train(loss_fn, params, data: dict, key, *, epochs: int, batch: int, lr: floa
     """Adam (cosine decay) on ``loss_fn(params, batch_dict)`` over ``data`` (a dict of
     arrays sharing the leading axis); ``project(params)`` runs after every step
     (e.g. re-applying a pruning mask); ``augment(batch_dict, key)`` before every
-    step (e.g. ``flip_batch``). Returns the trained params."""
+    step (e.g. ``views(...)``). Returns the trained params."""
     n = next(iter(data.values())).shape[0]
     steps = max(n // batch, 1)
     b = min(batch, n)
@@ -85,6 +122,7 @@ def train(loss_fn, params, data: dict, key, *, epochs: int, batch: int, lr: floa
     keys = jax.random.split(key, int(epochs))
     idx = jax.vmap(lambda k: jax.random.permutation(k, n)[: steps * b])(keys).reshape(total, b)
     aug_keys = jax.random.split(jax.random.fold_in(key, 1), total)
+    loss_fn = im2col.rewrite(loss_fn)
 
     def step(c, xs):
         p, o = c
