@@ -1,7 +1,8 @@
 """Debate vs self-consistency at equal edge compute (issue 15), through the harness's plan loop.
 
-For each task, each K (agents) and R (message rounds): ``debate`` (K ensemble agents,
-R rounds of quantized beliefs, metered as peer bytes) and ``self-consistency`` (K (R + 1)
+For each task, each K (agents) and R (message rounds): ``debate`` (a team of K ensemble
+agents, each its own sealed program; R rounds of quantized beliefs through the harness's
+metered peer channel) and ``self-consistency`` (K (R + 1)
 samples of one agent, no messages): the same forward passes per step. Each method's
 sweep (agree level x temperature) runs on test and validation episodes; the operating
 point is picked on VALIDATION (``lsbench.envs.pick_on_validation``: best validation
