@@ -43,7 +43,7 @@ import numpy as np
 import optax
 
 from lsbench import api
-from lsbench.envs import episode_metrics, flat_rows, rollout
+from lsbench.envs import DIRS, episode_metrics, flat_rows, rollout
 from lsbench.envs.fogmaze import (FogMaze, expert_action, known_map, make_instance, nodes_expanded, vin_init,
                                   vin_logits, vin_plan, vin_q)
 from lsbench.models import cache, policies
@@ -137,10 +137,11 @@ def assemble(spec, data_dir, env, test, train, calib, label, plan_fn, cloud_cost
     cfg = {k: v for k, v in c.items() if k not in ("edge_budgets", "episodes", "val_episodes", "sweeps")
            and not (k == "budget" and train_env is not None)}
     # ``edge_of``: a variant (another cloud) that shares a tier's edge policy and its cache.
-    edge_name = c.get("edge_of", spec.name)
+    edge_name, edge_version = c.get("edge_of", spec.name), c.get("edge_version", spec.version)
     if "edge_of" in c:
-        cfg = {k: v for k, v in cfg.items() if k != "edge_of" and k != "cloud" and not k.startswith("cloud_")}
-    recipe = {"task": edge_name, "version": spec.version, "config": cfg,
+        cfg = {k: v for k, v in cfg.items()
+               if k not in ("edge_of", "edge_version", "cloud") and not k.startswith("cloud_")}
+    recipe = {"task": edge_name, "version": edge_version, "config": cfg,
               "model": edge.info["kind"], "hidden": hidden, "calib": _hash(calib)}
     if learned is not None and "edge_of" not in c:
         recipe["cloud"] = learned["hash"]
@@ -213,23 +214,43 @@ def disjoint(a, b, key):
     return {k: v[keep] for k, v in b.items()}
 
 
-def learned_cloud(spec, data_dir, env, train, log=print):
+def learned_cloud(spec, data_dir, env, train, val, log=print):
     """The learned cloud planner: a value iteration network (``lsbench.envs.fogmaze.vin_*``)
     trained on the published maps of the training mazes, with the BFS expert's action as
-    the label at every free cell. Its answer walks its own greedy actions on the known map
-    (the published map with the reported window overlaid); billed in FLOPs (``vin_flops``)."""
+    the label at every free cell. ``cloud_seeds`` candidates (init and batch seeds) train
+    alike; the one whose plans reach the goal most often on the VALIDATION mazes (greedy
+    walk from the start on the published map; ties: the lower seed) is the cloud. Its
+    answer walks its own greedy actions on the known map (the published map with the
+    reported window overlaid); billed in FLOPs (``vin_flops``)."""
     c = spec.config
     ch, sweeps, G = c["cloud_channels"], env.sweeps, env.G
     cells = jnp.asarray(np.indices((G, G)).reshape(2, -1).T, jnp.int32)
+    steps = c["cloud_train_steps"]
 
     def labels(dist, free):
         y = jax.vmap(lambda p: expert_action(dist, p))(cells).reshape(G, G)
         return y, (free & (dist > 0)).astype(jnp.float32)
 
-    def train_fn():
+    def plan_success(p, insts):
+        """Share of mazes whose VIN plan, walked from the start on the published map, reaches the goal."""
+        f, g, s0 = (jnp.asarray(insts[k]) for k in ("free", "goal", "start"))
+        T = int(2 * np.max(insts["opt"]) + 10)
+        acts = jax.vmap(lambda f, g, s: vin_plan(p, f, g, s, T, sweeps))(f, g, s0)
+
+        def walk(f, g, s, a):
+            def body(pos, x):
+                nxt = pos + jnp.asarray(DIRS)[x]
+                pos = jnp.where(f[nxt[0], nxt[1]], nxt, pos)
+                return pos, jnp.all(pos == g)
+            return jax.lax.scan(body, s, a)[1].any()
+        return jnp.mean(jax.vmap(walk)(f, g, s0, acts))
+
+    def train_fn(stats):
         y, w = jax.jit(jax.vmap(labels))(jnp.asarray(train["dist"]), jnp.asarray(train["free"]))
         free, goal, n = jnp.asarray(train["free"]), jnp.asarray(train["goal"]), len(train["opt"])
-        opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(c["cloud_lr"]))
+        lr = optax.warmup_cosine_decay_schedule(c["cloud_lr"] / 10, c["cloud_lr"], steps // 10, steps,
+                                                c["cloud_lr"] / 20)
+        opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
 
         def loss_fn(p, idx):
             lg = jax.vmap(lambda f, g: vin_logits(p, vin_q(p, f, g, sweeps)))(free[idx], goal[idx])
@@ -242,10 +263,19 @@ def learned_cloud(spec, data_dir, env, train, log=print):
             u, s = opt.update(g, s, p)
             return (optax.apply_updates(p, u), s), None
 
-        p0 = vin_init(jax.random.PRNGKey(c["train_seed"] + 7), ch)
-        keys = jax.random.split(jax.random.PRNGKey(c["train_seed"] + 8), c["cloud_train_steps"])
-        p, _ = jax.jit(lambda p, keys: jax.lax.scan(step, (p, opt.init(p)), keys)[0])(p0, keys)
-        return {"cloud": jax.tree_util.tree_map(np.asarray, p)}
+        fit = jax.jit(lambda p, keys: jax.lax.scan(step, (p, opt.init(p)), keys)[0][0])
+        score = jax.jit(lambda p: plan_success(p, val))
+        best, scores = None, []
+        for i in range(c["cloud_seeds"]):
+            s = c["train_seed"] + 7 + 100 * i
+            p = fit(vin_init(jax.random.PRNGKey(s), ch, c["cloud_tap"]),
+                    jax.random.split(jax.random.PRNGKey(s + 1), steps))
+            scores.append(float(score(p)))
+            log(f"{spec.name}: VIN candidate {i}: validation plan success {scores[-1]:.3f}")
+            if best is None or scores[-1] > max(scores[:-1]):
+                best = p
+        stats.update(steps=steps * c["cloud_seeds"], val_plan_success=scores, picked=int(np.argmax(scores)))
+        return {"cloud": jax.tree_util.tree_map(np.asarray, best)}
 
     recipe = {"task": spec.name, "version": spec.version, "role": "cloud", "model": "vin",
               "config": {k: v for k, v in c.items() if k != "edge_budgets"}}
@@ -260,7 +290,7 @@ def learned_cloud(spec, data_dir, env, train, log=print):
         return vin_plan(cs, free, world["goal"].astype(jnp.int32), pos, k, sweeps)
 
     n_par = int(sum(np.size(a) for a in jax.tree_util.tree_leaves(params)))
-    model = api.ModelDef(name="cloud", init=lambda rng: vin_init(rng, ch),
+    model = api.ModelDef(name="cloud", init=lambda rng: vin_init(rng, ch, c["cloud_tap"]),
                          apply=lambda p, w: vin_logits(p, vin_q(p, w["free"], w["goal"], sweeps)),
                          info={"kind": "vin", "channels": ch, "sweeps": sweeps, "params": n_par})
     log(f"{spec.name}: learned cloud (VIN, {ch} channels, {sweeps} sweeps) {n_par} params")
@@ -284,11 +314,12 @@ def build(spec, data_dir, seed):
                        ("val", c["val_seed"], c["val_episodes"])):
         sets[name] = _batched(mk, jax.random.split(jax.random.PRNGKey(s), m))
     label = lambda inst, s: expert_action(inst["dist"], s["pos"])
-    learned = learned_cloud(spec, data_dir, env, sets["train"]) if c.get("cloud") == "learned" else None
+    val = disjoint(sets["test"], sets["val"], "free")
+    learned = learned_cloud(spec, data_dir, env, sets["train"], val) if c.get("cloud") == "learned" else None
     return assemble(spec, data_dir, env, sets["test"], sets["train"], sets["calib"], label,
                     plan_fn=lambda params, world, up, k: env.plan(world, up, k),
                     cloud_cost=lambda world, up: nodes_expanded(world["free"]), learned=learned,
-                    val=disjoint(sets["test"], sets["val"], "free"), train_env=train_env)
+                    val=val, train_env=train_env)
 
 
 # v3: slips and doors on hidden schedules; the cloud knows the published map and the goal,
@@ -336,18 +367,24 @@ GRU_SMALL = TaskSpec(
 
 # The same mazes with a learned cloud planner (a value iteration network, BC on the BFS expert's
 # actions at every cell; billed in FLOPs) instead of the wavefront solver; the edge is the tier's
-# (shared cache, ``edge_of``). Not registered as entry points: run them as
-# --task=tasks.plan_fogmaze:LEARNED (or :LEARNED_SMALL). Results carry cloud_kind="learned"; never
-# rank them against the solver cloud.
-_VIN = {"cloud": "learned", "cloud_channels": 8, "cloud_batch": 16, "cloud_lr": 1e-2}
+# (shared cache: ``edge_of`` names the tier, ``edge_version`` its version). Not registered as entry
+# points: run them as --task=tasks.plan_fogmaze:LEARNED (or :LEARNED_SMALL). Results carry
+# cloud_kind="learned"; never rank them against the solver cloud.
+# v4 (recipe "vin2"): V taps start sharper (softmax logit 8, was 4), a warmup-cosine learning rate,
+# more steps, and ``cloud_seeds`` candidates picked on the validation mazes (v3's single seed
+# solved 0.203 of fogmaze-small asked every step).
+_VIN = {"cloud": "learned", "cloud_recipe": "vin2", "cloud_channels": 8, "cloud_batch": 16, "cloud_lr": 1e-2,
+        "cloud_tap": 8.0, "cloud_seeds": 2}
 LEARNED = TaskSpec(
-    name="plan/fogmaze-learned", version="3", track="plan", tier="default", primary_metric="success",
+    name="plan/fogmaze-learned", version="4", track="plan", tier="default", primary_metric="success",
     description="plan/fogmaze with a learned cloud planner (value iteration network, 8 channels, 80 sweeps).",
-    config={**TASK.config, **_VIN, "edge_of": "plan/fogmaze", "cloud_train_steps": 1500, "cloud_batch": 8},
+    config={**TASK.config, **_VIN, "edge_of": "plan/fogmaze", "edge_version": TASK.version,
+            "cloud_train_steps": 2000, "cloud_batch": 8},
     builder=build)
 
 LEARNED_SMALL = TaskSpec(
-    name="plan/fogmaze-learned-small", version="3", track="plan", tier="small", primary_metric="success",
+    name="plan/fogmaze-learned-small", version="4", track="plan", tier="small", primary_metric="success",
     description="plan/fogmaze-small with the learned (VIN) cloud planner.",
-    config={**SMALL.config, **_VIN, "edge_of": "plan/fogmaze-small", "cloud_train_steps": 400},
+    config={**SMALL.config, **_VIN, "edge_of": "plan/fogmaze-small", "edge_version": SMALL.version,
+            "cloud_train_steps": 2000},
     builder=build)

@@ -286,15 +286,16 @@ def _conv(x, w):
     return jax.lax.conv_general_dilated(x[None], w, (1, 1), "SAME")[0]
 
 
-def vin_init(key, channels: int):
+def vin_init(key, channels: int, tap: float = 4.0):
     """VIN weights: a reward conv of (map, goal), a Q conv of (reward, value) with
     ``channels`` outputs, and a head from the Q channels at the agent's cell to 4 actions.
-    Channel c starts looking one step in direction c mod 4 (its V taps peaked there) and
-    the head starts as channel -> its direction: a wavefront's structure, weights learned."""
+    Channel c starts looking one step in direction c mod 4 (its V taps' softmax logits
+    ``tap`` there, 0 elsewhere) and the head starts as channel -> its direction: a
+    wavefront's structure; the reward (what is a wall, where the goal is) starts random."""
     k1, k2, k3 = jax.random.split(key, 3)
     taps = np.zeros((channels, 3, 3), np.float32)
     for c in range(channels):
-        taps[c, 1 + DIRS[c % 4][0], 1 + DIRS[c % 4][1]] = 4.0
+        taps[c, 1 + DIRS[c % 4][0], 1 + DIRS[c % 4][1]] = tap
     wq = jnp.stack([0.1 * jax.random.normal(k2, (channels, 3, 3)), jnp.asarray(taps)], 1)
     head = np.tile(np.eye(4, dtype=np.float32), (-(-channels // 4), 1))[:channels]
     return {"wr": 0.1 * jax.random.normal(k1, (1, 2, 3, 3)), "br": jnp.zeros(()), "wq": wq,
