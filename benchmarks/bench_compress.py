@@ -25,9 +25,9 @@ SWEEPS = {
     "lowrank": [{"rank": r} for r in (4, 8, 16, 32)],
     "prune-structured": [{"keep": k} for k in (0.25, 0.5, 0.75)],
     "qat": [{"bits": 4}, {"bits": 8}],
-    "kd": [{}],
+    "kd": [{}, {"T": 1.0, "alpha": 1.0, "epochs": 90, "augment": "flip+shift"}],  # defaults, KD.PATIENT
     "feature-kd": [{}],
-    "compress.scratch": [{}],
+    "compress.scratch": [{}, {"epochs": 90, "augment": "flip+shift"}],
 }
 PER_SEED = ("kd", "feature-kd", "compress.scratch")
 

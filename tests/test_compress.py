@@ -272,14 +272,18 @@ def test_ptq_int8_within_1pt_at_26pct_bytes(data_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not met: on v2 (teacher 0.781) kd with flips (T=2, alpha=0.5) 0.635 vs "
-                   "scratch 0.640, mean of seeds 0-2 (-0.5 points); v1 (teacher 0.526): +1.4 points")
 def test_kd_beats_scratch_by_2pt_over_3_seeds(data_dir):
+    """kd's long recipe (KD.PATIENT: function matching on flip+shift views, T 1, alpha 1, 90 epochs)
+    and the scratch student on the same views and schedule (scratch's best on validation), seeds
+    0-2: kd's mean test accuracy is >= 2 points above scratch's, and kd wins on every seed."""
     import lsbench
-    kd = [lsbench.run(SMALL, "kd", seed=s, data_dir=data_dir)["metrics"]["accuracy"] for s in range(3)]
-    sc = [lsbench.run(SMALL, "compress.scratch", seed=s, data_dir=data_dir)["metrics"]["accuracy"]
+    from baselines.compress_kd import KD, Scratch
+    kd = [lsbench.run(SMALL, "kd", seed=s, hparams=KD.PATIENT, data_dir=data_dir)["metrics"]["accuracy"]
           for s in range(3)]
+    sc = [lsbench.run(SMALL, "compress.scratch", seed=s, hparams=Scratch.sweep[0],
+                      data_dir=data_dir)["metrics"]["accuracy"] for s in range(3)]
     assert np.mean(kd) - np.mean(sc) >= 0.02, (kd, sc)
+    assert all(k > s for k, s in zip(kd, sc)), (kd, sc)
 
 
 @pytest.mark.slow
