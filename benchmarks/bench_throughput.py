@@ -9,11 +9,14 @@ client updates per second and the billed edge FLOP/s (matmul and convolution
 FLOPs of the client updates, per real example) as a share of this machine's
 fp32 matmul peak, measured in the same run.
 
-    python benchmarks/bench_throughput.py [--clients=1000] [--rounds=5] [--backend=vmap] [--conv=im2col]
+    python benchmarks/bench_throughput.py [--clients=1000] [--rounds=5] [--backend=vmap] [--conv=taps|xla|im2col]
 
-``--conv=im2col``: the same CNN (same parameters, outputs equal to float
-tolerance) with its convolutions written as im2col matmuls, which XLA:CPU runs
-fast inside loop bodies (``bench_conv_loops.py``; jax-ml/jax#12868).
+``--conv``: how the CNN computes its convolutions (same parameters, outputs equal
+to float tolerance): ``taps`` (the zoo's default, ``train_zoo.tap_conv``: one
+matmul per kernel tap over real inputs only; billed exactly as the convolution),
+``xla`` (``lax.conv``, which XLA:CPU runs slowly inside loop bodies,
+jax-ml/jax#12868, ``bench_conv_loops.py``) or ``im2col`` (one matmul over padded
+patches: its matmuls multiply the padding zeros, which the meter bills).
 """
 import argparse
 import dataclasses
@@ -64,7 +67,8 @@ def spec(clients, per_round, n, batch, conv="xla"):
         y = rng.integers(0, k, (clients, n)).astype(np.int32)
         gx = rng.standard_normal((100,) + shape, dtype=np.float32)
         gy = rng.integers(0, k, 100).astype(np.int32)
-        cnn = train_zoo.cnn(k, shape, channels=(32, 64), kernels=(3, 3), strides=(2, 2), dense=128)
+        impl = conv if conv in ("xla", "taps") else "xla"
+        cnn = train_zoo.cnn(k, shape, channels=(32, 64), kernels=(3, 3), strides=(2, 2), dense=128, impl=impl)
         if conv == "im2col":
             cnn = dataclasses.replace(cnn, name=cnn.name + "-im2col", apply=apply_im2col, stages=(), run=None)
         edge, cloud = make_views(spec, num_classes=k, input_shape=shape, models={"edge": cnn, "cloud": cnn},
@@ -92,7 +96,8 @@ def main():
     ap.add_argument("--backend", default="vmap")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--conv", default="xla", choices=["xla", "im2col"])
+    ap.add_argument("--conv", default="taps", choices=["taps", "xla", "im2col"],
+                    help="taps: the zoo's tap_conv (its default); xla: lax.conv; im2col: padded patches")
     a = ap.parse_args()
     from lsbench.harness import sealed
     from lsbench.harness.runner import merge_hparams

@@ -7,6 +7,7 @@ it at its named stages (``stages = ("input", "features", "logits")``,
 """
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Sequence
 
@@ -28,20 +29,96 @@ class MLPBody(nn.Module):
         return x
 
 
+def _segments(size: int, taps: int, stride: int, pad: int, out: int) -> list:
+    """Along one spatial dimension: the outputs grouped into runs that see the same
+    range of real (not padding) kernel taps, as ``(o_first, o_last, t_first, t_last)``."""
+    segs = []
+    for o in range(out):
+        t0, t1 = max(0, pad - o * stride), min(taps - 1, size - 1 + pad - o * stride)
+        if segs and segs[-1][2:] == (t0, t1) and segs[-1][1] == o - 1:
+            segs[-1] = (segs[-1][0], o, t0, t1)
+        else:
+            segs.append((o, o, t0, t1))
+    return segs
+
+
+def tap_conv(x, w, b, stride: int, pad: int):
+    """A channels-last convolution (``x`` [N, *spatial, C_in], ``w`` [*taps, C_in,
+    C_out], symmetric zero padding ``pad``) without a convolution op: the outputs
+    are split into regions that see the same real (not padding) kernel taps (the
+    interior, the border strips, the corners); each region is one im2col matmul
+    over its real taps only, and the regions are concatenated back. The same
+    function as ``lax.conv_general_dilated`` (float tolerance). XLA:CPU runs
+    convolutions several times slower inside loop bodies (jax-ml/jax#12868,
+    ``bench_conv_loops.py``); matmuls are not slowed. Its matmuls multiply no
+    padding zeros, so the FLOP meter bills it exactly what it bills the
+    convolution (2 x real multiply-adds; ``tests/test_speed_conv.py``)."""
+    dims = x.ndim - 2
+    taps, sizes = w.shape[:dims], x.shape[1:1 + dims]
+    out = [(sizes[d] + 2 * pad - taps[d]) // stride + 1 for d in range(dims)]
+    segs = [_segments(sizes[d], taps[d], stride, pad, out[d]) for d in range(dims)]
+    w2 = lambda ranges: w[tuple(slice(t0, t1 + 1) for t0, t1 in ranges)].reshape(-1, w.shape[-1])  # noqa: E731
+
+    def region(combo):
+        """Outputs of one combination of per-dimension segments: [N, *lengths, C_out]."""
+        cols = []
+        for tap in itertools.product(*(range(t0, t1 + 1) for _, _, t0, t1 in combo)):
+            sl = [slice(None)]
+            for (o0, o1, _, _), t in zip(combo, tap):
+                start = o0 * stride + t - pad
+                sl.append(slice(start, start + (o1 - o0) * stride + 1, stride))
+            cols.append(x[tuple(sl)])
+        patches = cols[0] if len(cols) == 1 else jnp.concatenate(cols, -1)
+        return patches @ w2([(t0, t1) for _, _, t0, t1 in combo])
+
+    def build(d, prefix):
+        parts = [build(d + 1, prefix + (sg,)) if d + 1 < dims else region(prefix + (sg,)) for sg in segs[d]]
+        return parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=1 + d)
+    return build(0, ()) + b
+
+
+class TapConv(nn.Module):
+    """``nn.Conv``'s parameters (same names, shapes and initialisers: the same
+    initial weights), computed with :func:`tap_conv`."""
+    features: int
+    kernel: int
+    stride: int
+    dims: int
+    pad: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        w = self.param("kernel", nn.initializers.lecun_normal(),
+                       (self.kernel,) * self.dims + (x.shape[-1], self.features))
+        b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return tap_conv(x, w, b, self.stride, self.pad)
+
+
+# How the zoo CNNs compute their convolutions: "taps" (tap_conv: fast inside the
+# training loops on CPU) or "xla" (lax.conv). Same parameters, same function,
+# same billed FLOPs.
+CONV_IMPL = "taps"
+
+
 class CNNBody(nn.Module):
     """Strided conv stack (1-D for sequences, 2-D for images) then flatten.
-    ``convs`` are (channels, kernel, stride) triples."""
+    ``convs`` are (channels, kernel, stride) triples; ``impl``: see ``CONV_IMPL``."""
     convs: Sequence[tuple]
     dims: int  # 1 or 2 spatial dims
     dense: int = 0
+    impl: str = CONV_IMPL
 
     @nn.compact
     def __call__(self, x):
         x = x.astype(jnp.float32)
         if x.ndim == self.dims + 1:  # no channel axis
             x = x[..., None]
-        for ch, k, s in self.convs:
-            x = nn.relu(nn.Conv(ch, (k,) * self.dims, strides=(s,) * self.dims, padding=[(1, 1)] * self.dims)(x))
+        for i, (ch, k, s) in enumerate(self.convs):
+            if self.impl == "taps":
+                conv = TapConv(ch, k, s, self.dims, name=f"Conv_{i}")
+            else:
+                conv = nn.Conv(ch, (k,) * self.dims, strides=(s,) * self.dims, padding=[(1, 1)] * self.dims)
+            x = nn.relu(conv(x))
         x = x.reshape((x.shape[0], math.prod(x.shape[1:])))
         if self.dense:
             x = nn.relu(nn.Dense(self.dense)(x))
@@ -106,12 +183,13 @@ def mlp(classes: int, input_shape, hidden=(100, 100), width: float = 1.0) -> api
 
 
 def cnn(classes: int, input_shape, channels=(32, 32, 32), kernels=(5, 3, 3), strides=(2, 2, 2),
-        dense: int = 0, width: float = 1.0) -> api.ModelDef:
-    """Strided ReLU CNN over 1-D sequences (input (L,)) or images (H, W[, C])."""
+        dense: int = 0, width: float = 1.0, impl: str | None = None) -> api.ModelDef:
+    """Strided ReLU CNN over 1-D sequences (input (L,)) or images (H, W[, C]).
+    ``impl``: "taps" or "xla" (default ``CONV_IMPL``); not part of the name."""
     dims = 1 if len(input_shape) == 1 else 2
     chs = tuple(max(1, int(round(c * width))) for c in channels)
     convs = tuple(zip(chs, kernels, strides))
-    return _modeldef(f"cnn{dims}d-{'x'.join(map(str, chs))}", CNNBody(convs, dims, dense), classes,
+    return _modeldef(f"cnn{dims}d-{'x'.join(map(str, chs))}", CNNBody(convs, dims, dense, impl or CONV_IMPL), classes,
                      input_shape, {"family": "cnn", "channels": chs, "width": width, "dense": dense})
 
 
