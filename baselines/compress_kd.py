@@ -4,7 +4,9 @@
 - ``kd``: Hinton et al. (2015). The cloud trains ``models['edge']`` on its
   training split with alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha)
   * cross-entropy (Adam, cosine decay; ``epochs``, ``lr``, ``batch``), the
-  teacher being the cloud model, and ships the fp32 student.
+  teacher being the cloud model, and ships the fp32 student. On images with
+  ``augment`` views the teacher labels every step's views in the same program
+  (function matching, Beyer et al. 2022); ``KD.PATIENT`` is the long recipe.
 - ``compress.scratch`` (reference): the same student and recipe, alpha = 0.
 - ``compress.cloud-model`` (reference): the fp32 cloud model itself shipped
   whole; over the edge budget: plotted, never ranked.
