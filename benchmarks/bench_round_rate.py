@@ -11,6 +11,7 @@ The peak: the best of ``--peak_reps`` jitted N x N fp32 matmuls.
 
     python benchmarks/bench_round_rate.py [--task=train/mnist1d] [--method=fedavg] [--backend=vmap]
     python benchmarks/bench_round_rate.py --rev=2cef80a     # the per-round loop before #19
+    python benchmarks/bench_round_rate.py --bucket=2        # clients in buckets of 2 by step count
 """
 import argparse
 import json
@@ -55,7 +56,7 @@ def _loop_class(rev):
     return mod.TrainLoop
 
 
-def make_loop(task, method, backend, data_dir, seed=0, rev=None):
+def make_loop(task, method, backend, data_dir, seed=0, rev=None, bucket=None):
     from lsbench.harness import sealed
     from lsbench.harness.runner import merge_hparams
     from lsbench.metering.flops import count_jaxpr
@@ -65,7 +66,8 @@ def make_loop(task, method, backend, data_dir, seed=0, rev=None):
     cls = load_method(method, spec)
     sides = sealed.build_sides(cls, "train", inst, merge_hparams(cls, None),
                                sealed.Sealer(sealed.guard_for("train", inst), meter=count_jaxpr))
-    return _loop_class(rev)(inst, sides, seed, backend=backend)
+    kw = {} if bucket is None else {"bucket": bucket}  # clients per bucket (TrainLoop.bucket)
+    return _loop_class(rev)(inst, sides, seed, backend=backend, **kw)
 
 
 def drive(loop, state, start, end):
@@ -95,8 +97,9 @@ def main():
     ap.add_argument("--repeats", type=int, default=3, help="timed blocks of --rounds; the best is kept")
     ap.add_argument("--rev", default=None, help="time the train loop of this git revision instead")
     ap.add_argument("--peak_reps", type=int, default=20)
+    ap.add_argument("--bucket", type=int, default=None, help="clients per bucket, sorted by step count (0: off)")
     a = ap.parse_args()
-    loop = make_loop(a.task, a.method, a.backend, os.path.expanduser(a.data_dir), rev=a.rev)
+    loop = make_loop(a.task, a.method, a.backend, os.path.expanduser(a.data_dir), rev=a.rev, bucket=a.bucket)
     state = loop.init_state()
     t0 = time.perf_counter()
     state = drive(loop, state, 0, a.warmup)
@@ -112,7 +115,7 @@ def main():
         r += a.rounds
     peak = matmul_peak(reps=a.peak_reps)
     ms = 1000 * best / a.rounds
-    out = {"rev": a.rev or "working tree", "task": a.task, "method": a.method, "backend": a.backend, "cpus": os.cpu_count(),
+    out = {"rev": a.rev or "working tree", "bucket": getattr(loop, "bucket", None), "task": a.task, "method": a.method, "backend": a.backend, "cpus": os.cpu_count(),
            "platform": jax.default_backend(), "warmup_rounds": a.warmup, "warmup_s": round(warm_s, 2),
            "timed_rounds": a.rounds, "ms_per_round": round(ms, 3),
            "billed_flops_per_round": int(per_round_flops),
