@@ -3,7 +3,7 @@ run (accuracy, validation accuracy, setup bytes down, edge parameter bytes,
 edge and cloud FLOPs, status), as a Markdown table.
 
     LSBENCH_DATA_DIR=/tmp/lsdata nice -n 10 python benchmarks/bench_compress.py \
-        --task compress/shapes-small --seeds 0,1,2 [--only ptq,kd]
+        --task compress/shapes-small --seeds 0,1,2 [--only ptq,kd] [--hp '{...}' --single]
 
 KD, feature-KD and their scratch reference run on every seed (the KD claim is
 over seeds; a summary gives each one's mean and spread); the other methods on
@@ -32,11 +32,13 @@ SWEEPS = {
 PER_SEED = ("kd", "feature-kd", "compress.scratch")
 
 
-def run_all(task, seeds, only=None, data_dir=None, log=print, extra=None):
+def run_all(task, seeds, only=None, data_dir=None, log=print, extra=None, single=False):
     rows = []
     for method, points in SWEEPS.items():
         if only and method not in only:
             continue
+        if single:  # --single: only the --hp point (on top of the method's defaults)
+            points = [{}]
         for hp in points:
             hp = dict(hp, **(extra or {}))
             for seed in (seeds if method in PER_SEED else seeds[:1]):
@@ -94,9 +96,10 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default="")
     ap.add_argument("--hp", default="{}", help="JSON merged into every point, e.g. '{\"finetune_epochs\": 0}'")
+    ap.add_argument("--single", action="store_true", help="run only the --hp point, not the script's sweep")
     a = ap.parse_args()
     rows = run_all(a.task, [int(s) for s in a.seeds.split(",")], [m for m in a.only.split(",") if m],
-                   os.environ.get("LSBENCH_DATA_DIR"), extra=json.loads(a.hp))
+                   os.environ.get("LSBENCH_DATA_DIR"), extra=json.loads(a.hp), single=a.single)
     print(table(rows))
     if any(r["method"] in PER_SEED for r in rows):
         print(seed_summary(rows))
